@@ -1,0 +1,96 @@
+package blueprint
+
+import "time"
+
+// Manifest is the decoded blueprint.toml. Field names follow the TOML keys.
+type Manifest struct {
+	Name        string            `toml:"name"`
+	Version     string            `toml:"version"`
+	BlueprintID *uint64           `toml:"blueprint_id"`
+	Sources     []Source          `toml:"sources"`
+	Resources   Resources         `toml:"resources"`
+	Ports       []Port            `toml:"ports"`
+	Env         map[string]string `toml:"env"`
+	Health      *Health           `toml:"health"`
+}
+
+// SourceKind names how runnable bits are obtained.
+type SourceKind string
+
+// Source kinds. Wasm is reserved by the Blueprint SDK and rejected here.
+const (
+	SourceContainer SourceKind = "container"
+	SourceNative    SourceKind = "native"
+	SourceTesting   SourceKind = "testing"
+)
+
+// Source is one way to get the blueprint's runnable bits; a manifest lists
+// them in preference order, like the SDK's launch order.
+type Source struct {
+	Kind SourceKind `toml:"kind"`
+	// container
+	Image string `toml:"image"`
+	// native
+	Binaries []Binary `toml:"binaries"`
+	Args     []string `toml:"args"`
+	// testing: a Go source directory built with `go build`, relative to the
+	// manifest's directory.
+	Dir string `toml:"dir"`
+}
+
+// Binary is one per-platform native binary.
+type Binary struct {
+	OS     string `toml:"os"`   // GOOS spelling: linux, darwin, windows, freebsd
+	Arch   string `toml:"arch"` // GOARCH spelling: amd64, arm64, ...
+	Path   string `toml:"path"` // relative to the manifest's directory, or absolute
+	URL    string `toml:"url"`
+	SHA256 string `toml:"sha256"` // lowercase hex, 64 chars
+}
+
+// Resources is what one instance asks for.
+type Resources struct {
+	CPU     string `toml:"cpu"`     // cores, e.g. "0.5", "2", "500m"
+	Memory  string `toml:"memory"`  // bytes with unit, e.g. "512Mi", "1Gi"
+	Storage string `toml:"storage"` // bytes with unit
+	GPU     int    `toml:"gpu"`
+}
+
+// Port is one port the instance listens on.
+type Port struct {
+	Name     string `toml:"name"`
+	Port     int    `toml:"port"`
+	Protocol string `toml:"protocol"` // tcp (default) or udp
+}
+
+// Health is the instance's health check: exactly one of HTTP or TCP.
+type Health struct {
+	HTTP     string   `toml:"http"` // path, e.g. "/healthz", on the first tcp port
+	TCP      bool     `toml:"tcp"`  // connect to the first tcp port
+	Port     string   `toml:"port"` // port name; default the first tcp port
+	Interval Duration `toml:"interval"`
+	Timeout  Duration `toml:"timeout"`
+}
+
+// Duration is a time.Duration written in TOML as a Go duration string ("5s").
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.Duration.String()), nil }
+
+// Package is a loaded, validated blueprint: its manifest and the directory it
+// came from (paths in the manifest are relative to Dir).
+type Package struct {
+	Manifest Manifest
+	Dir      string // absolute
+	File     string // absolute path of blueprint.toml
+}

@@ -1,0 +1,172 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/bpm-project/bpm/internal/blueprint"
+)
+
+// Sentinel errors. Providers wrap them with %w so callers can use errors.Is
+// without knowing which provider produced the error.
+var (
+	ErrNotFound    = errors.New("not found")
+	ErrExists      = errors.New("already exists")
+	ErrUnsupported = errors.New("not supported by this provider")
+	ErrQuota       = errors.New("quota exceeded")
+	ErrUnavailable = errors.New("target unavailable")
+	// ErrNotAvailableYet marks a capability whose implementation lands in a
+	// later release; the CLI maps it to its own exit code.
+	ErrNotAvailableYet = errors.New("not available yet")
+)
+
+// State is an instance's lifecycle state as bpm records it.
+type State string
+
+// The lifecycle states. Pending is written before any side effect (intent
+// first); Terminated is final.
+const (
+	StatePending     State = "pending"
+	StateCreating    State = "creating"
+	StateRunning     State = "running"
+	StateDegraded    State = "degraded"
+	StateFailed      State = "failed"
+	StateTerminating State = "terminating"
+	StateTerminated  State = "terminated"
+)
+
+// Valid reports whether s is one of the known states.
+func (s State) Valid() bool {
+	switch s {
+	case StatePending, StateCreating, StateRunning, StateDegraded, StateFailed, StateTerminating, StateTerminated:
+		return true
+	}
+	return false
+}
+
+// Final reports whether an instance in state s no longer holds resources.
+func (s State) Final() bool { return s == StateTerminated }
+
+// DeployRequest is everything a provider needs to create one instance.
+// Names and labels a provider creates must be derived from InstanceID alone so
+// a retried deploy finds what an interrupted one made.
+type DeployRequest struct {
+	InstanceID  string // bp-<random>
+	Remote      string // the remote's name in config; "local" for the default
+	BlueprintID uint64
+	ServiceID   uint64
+	Package     *blueprint.Package
+	// Env is the full environment for the service: the Blueprint SDK's
+	// variables plus the manifest's env. Values may be secret; providers
+	// never log or print them.
+	Env map[string]string
+}
+
+// Handle is the provider's opaque record of a created instance, persisted by
+// the manager and handed back on every later call (Nomad's task handle).
+type Handle []byte
+
+// Ref identifies an existing instance to a provider.
+type Ref struct {
+	InstanceID string
+	Remote     string
+	Handle     Handle
+}
+
+// Status is what a provider observed about an instance.
+type Status struct {
+	State   State
+	Message string // human-readable reason, never a secret
+	// Address is where the instance answers (host:port) when known.
+	Address  string
+	Restarts int
+	Since    time.Time
+}
+
+// Resources reports what a target has available.
+type Resources struct {
+	CPUMillis   int64 // available CPU in thousandths of a core
+	MemoryBytes int64
+	GPUs        int
+	// Instances is how many more instances may be placed; -1 when unlimited.
+	Instances int
+}
+
+// CostRequest asks what running a package on a remote would cost.
+type CostRequest struct {
+	Remote  string
+	Package *blueprint.Package
+}
+
+// CostEstimate is a provider's price for one instance.
+type CostEstimate struct {
+	HourlyUSD float64
+	Detail    string
+}
+
+// TunnelSpec describes the hub a remote's gateway must dial.
+type TunnelSpec struct {
+	Remote       string
+	HubEndpoint  string
+	HubPublicKey string
+}
+
+// TunnelInfo reports a remote's gateway once its tunnel is up.
+type TunnelInfo struct {
+	GatewayAddress string
+}
+
+// Provider is the core every provider implements. Every method takes ctx first
+// and must be safe for concurrent use.
+type Provider interface {
+	// Type is the registry name ("local", "docker", ...).
+	Type() string
+	// Deploy creates the instance. It is idempotent: deploying an instance id
+	// that already exists returns its handle and ErrExists is never returned
+	// for the same request.
+	Deploy(ctx context.Context, req DeployRequest) (Handle, error)
+	// Status reports the instance's current state; ErrNotFound when the
+	// target has no trace of it.
+	Status(ctx context.Context, ref Ref) (Status, error)
+	// Terminate stops the instance and frees everything it held. Terminating
+	// an instance that is already gone succeeds.
+	Terminate(ctx context.Context, ref Ref) error
+	// Resources reports what the target can still take.
+	Resources(ctx context.Context) (Resources, error)
+	// EstimateCost prices one instance of the package on this target.
+	EstimateCost(ctx context.Context, req CostRequest) (CostEstimate, error)
+	// EstablishTunnel makes sure the remote's gateway exists and its tunnel
+	// is up. Providers with no tunnel (local) return ErrUnsupported.
+	EstablishTunnel(ctx context.Context, spec TunnelSpec) (TunnelInfo, error)
+}
+
+// LogOptions selects what Logs returns.
+type LogOptions struct {
+	Follow bool
+	Tail   int // last N lines; 0 means all
+}
+
+// Logser is implemented by providers that can stream an instance's output.
+type Logser interface {
+	Logs(ctx context.Context, ref Ref, opts LogOptions, w io.Writer) error
+}
+
+// Owned is one instance found on a target by its ownership labels.
+type Owned struct {
+	InstanceID string
+	Handle     Handle
+	State      State
+}
+
+// Lister is implemented by providers that can list the instances they own on
+// their target, which the manager's reconcile uses to adopt and clean up.
+type Lister interface {
+	ListOwned(ctx context.Context) ([]Owned, error)
+}
+
+// Closer is implemented by providers that hold connections.
+type Closer interface {
+	Close() error
+}
