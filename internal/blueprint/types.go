@@ -1,6 +1,9 @@
 package blueprint
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Manifest is the decoded blueprint.toml. Field names follow the TOML keys.
 type Manifest struct {
@@ -32,7 +35,9 @@ type Source struct {
 	Image string `toml:"image"`
 	// native
 	Binaries []Binary `toml:"binaries"`
-	Args     []string `toml:"args"`
+	// Args are passed to the process (or the container) on start; they are
+	// allowed for every kind.
+	Args []string `toml:"args"`
 	// testing: a Go source directory built with `go build`, relative to the
 	// manifest's directory.
 	Dir string `toml:"dir"`
@@ -78,7 +83,9 @@ type Duration struct{ time.Duration }
 func (d *Duration) UnmarshalText(b []byte) error {
 	v, err := time.ParseDuration(string(b))
 	if err != nil {
-		return err
+		// time's message names the package ("time: invalid duration"); the
+		// operator needs to know what to write instead.
+		return fmt.Errorf("invalid duration %q, want a Go duration like \"10s\"", b)
 	}
 	d.Duration = v
 	return nil
