@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/bpm-project/bpm/internal/supervisor"
-	"github.com/bpm-project/bpm/internal/supervisor/internal/testservice"
+	"github.com/bpm-project/bpm/internal/supervisor/testservice"
 )
 
 // TestMain lets the test binary play two more roles when re-executed: the

@@ -24,6 +24,7 @@ const (
 	EnvUnhealthy = "BPM_TEST_UNHEALTHY" // http: /healthz answers 503 when "1"
 	EnvPIDFile   = "BPM_TEST_PIDFILE"   // ignore-term: where to write "LEADER GRANDCHILD"
 	EnvSpamBytes = "BPM_TEST_SPAM_BYTES"
+	EnvSpamPause = "BPM_TEST_SPAM_PAUSE" // spam: pause after every 10 lines
 )
 
 // Marker is printed by every mode once it is up, for log assertions.
@@ -123,12 +124,24 @@ func ignoreTerm() {
 	select {}
 }
 
+// SpamLine is line i of spam mode's output: 100 bytes, numbered so a
+// reader can check it saw every line exactly once and in order.
+func SpamLine(i int) string {
+	return fmt.Sprintf("%08d %s\n", i, strings.Repeat("x", 90))
+}
+
 func spam() {
 	n := 1 << 20
 	fmt.Sscan(os.Getenv(EnvSpamBytes), &n)
-	line := strings.Repeat("x", 99) + "\n"
-	for written := 0; written < n; written += len(line) {
-		os.Stdout.WriteString(line)
+	var pause time.Duration
+	if v := os.Getenv(EnvSpamPause); v != "" {
+		pause, _ = time.ParseDuration(v)
+	}
+	for i := 0; i*100 < n; i++ {
+		os.Stdout.WriteString(SpamLine(i))
+		if pause > 0 && i%10 == 9 {
+			time.Sleep(pause)
+		}
 	}
 	fmt.Println(Marker, "(spam done)")
 	select {}
