@@ -40,12 +40,19 @@ func Main(args []string, stderr io.Writer) int {
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil)).With("dir", *dir)
 
-	// Stop requests arrive as signals; everything else is ignored so that a
-	// hang-up of the session the manager ran in cannot take us down.
+	// Stop requests arrive as signals. SIGHUP is caught and dropped, not
+	// ignored: an ignored disposition survives exec and the service would
+	// inherit it, while a caught one is reset to the default in the child.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
-	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+		}
+	}()
 
 	s := &supervisor{dir: *dir, logger: logger, sigs: sigs}
 	return s.run()

@@ -21,4 +21,6 @@
 // Terminate stops the service but keeps the directory, so its logs and data
 // survive for inspection and a redeploy of the same id finds its data again;
 // removing it is the operator's (or a later purge command's) decision.
+// Deploying a terminated instance id again starts it afresh in the same
+// directory; the manager never reuses ids, so that only happens on a retry.
 package local

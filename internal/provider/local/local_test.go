@@ -276,6 +276,33 @@ func TestEnvironment(t *testing.T) {
 	}
 }
 
+// TestDefaultSignalDispositions checks that nothing the supervisor ignores
+// leaks into the service: ignored dispositions survive exec. The service is
+// a shell, not a Go program, because the Go runtime installs its own
+// handlers and would hide the leak.
+func TestDefaultSignalDispositions(t *testing.T) {
+	ctx := testCtx(t)
+	p := newProvider(t, t.TempDir(), func(o *local.Options) {
+		o.Executable = local.StaticExecutable("/bin/sh", "-c", `grep '^SigIgn' /proc/$$/status; exec sleep 600`)
+	})
+	ref := deploy(t, ctx, p, request(testPackage(t, "none")))
+	var out bytes.Buffer
+	for !strings.Contains(out.String(), "SigIgn") {
+		out.Reset()
+		if err := p.Logs(ctx, ref, provider.LogOptions{}, &out); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the shell never printed its signal mask")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if mask := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(out.String()), "SigIgn:")); strings.Trim(mask, "0") != "" {
+		t.Fatalf("service starts with ignored signals: SigIgn %s", mask)
+	}
+}
+
 func TestCrashRestartsWithBackoff(t *testing.T) {
 	ctx := testCtx(t)
 	p := newProvider(t, t.TempDir(), func(o *local.Options) {
@@ -662,4 +689,34 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("EstablishTunnel: %v", err)
 	}
 	_ = io.Discard
+}
+
+// BenchmarkDeploy measures deploy initiation: the call until the service
+// process exists (the supervisor started and exec'd it), not the service's
+// own start-up. Terminate is excluded from the timing.
+func BenchmarkDeploy(b *testing.B) {
+	dataDir := b.TempDir()
+	opts := testOptions(dataDir)
+	opts.GracePeriod = 50 * time.Millisecond // the service ignores SIGTERM
+	p, err := local.New(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	pidDir := b.TempDir()
+	for i := 0; b.Loop(); i++ {
+		req := provider.DeployRequest{
+			InstanceID: fmt.Sprintf("bp-bench%d", i),
+			Package:    &blueprint.Package{Dir: pidDir},
+			Env:        map[string]string{testservice.EnvMode: "sleep-ignore"},
+		}
+		if _, err := p.Deploy(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if err := p.Terminate(ctx, provider.Ref{InstanceID: req.InstanceID}); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
 }
