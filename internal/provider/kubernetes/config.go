@@ -1,0 +1,143 @@
+package kubernetes
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/bpm-project/bpm/internal/config"
+	"github.com/bpm-project/bpm/internal/provider"
+)
+
+// Type is the provider's registry name.
+const Type = "kubernetes"
+
+// Config is a [remote.NAME] section of type "kubernetes".
+type Config struct {
+	Type string `toml:"type"`
+	// Kubeconfig is the kubeconfig file. Empty means the usual lookup
+	// ($KUBECONFIG, then ~/.kube/config, then in-cluster), as kubectl does.
+	// Credentials come from the kubeconfig, including exec plugins, so
+	// they never need to be in bpm's config.
+	Kubeconfig string `toml:"kubeconfig" path:"true"`
+	// Context selects a kubeconfig context; empty means its current one.
+	Context string `toml:"context"`
+	// Namespace holds everything bpm creates on the cluster. Default "bpm".
+	Namespace string `toml:"namespace"`
+	// GatewayImage overrides the gateway's container image; empty means
+	// the image matching this bpm release.
+	GatewayImage string `toml:"gateway_image"`
+	// ImagePullSecrets names Secrets in Namespace used to pull images from
+	// private registries.
+	ImagePullSecrets []string `toml:"image_pull_secrets"`
+	// NodeSelector restricts instances to nodes with these labels, for
+	// example GPU nodes.
+	NodeSelector map[string]string `toml:"node_selector"`
+
+	Resources config.Resources `toml:"resources"`
+	Tunnel    config.Tunnel    `toml:"tunnel"`
+}
+
+// DefaultNamespace is used when namespace is not set.
+const DefaultNamespace = "bpm"
+
+// NewConfig returns a config holding the defaults, which the file's values
+// override.
+func NewConfig() *Config {
+	return &Config{Type: Type, Namespace: DefaultNamespace}
+}
+
+// Info registers the provider type.
+func Info() provider.Info {
+	return provider.Info{
+		Type:        Type,
+		Remote:      true,
+		Description: "pods on a Kubernetes cluster (kubeconfig and context)",
+		NewConfig:   func() any { return NewConfig() },
+		New: func(context.Context, provider.Env) (provider.Provider, error) {
+			return nil, fmt.Errorf("%s provider: %w", Type, provider.ErrNotAvailableYet)
+		},
+	}
+}
+
+// dns1123Label is what Kubernetes accepts as a namespace or Secret name.
+var dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// labelKey and labelValue follow Kubernetes' label syntax (the optional
+// DNS-subdomain prefix of a key is checked loosely).
+var (
+	labelName  = regexp.MustCompile(`^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$`)
+	labelValue = regexp.MustCompile(`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`)
+)
+
+// Validate reports every problem with the section.
+func (c *Config) Validate() error {
+	var fe config.FieldErrors
+	if c.Namespace == "" || len(c.Namespace) > 63 || !dns1123Label.MatchString(c.Namespace) {
+		fe.Add("namespace", "%q is not a valid namespace name (lowercase letters, digits and -, at most 63)", c.Namespace)
+	}
+	if c.GatewayImage != "" {
+		if err := CheckImageRef(c.GatewayImage); err != nil {
+			fe.Add("gateway_image", "%q: %s", c.GatewayImage, err)
+		}
+	}
+	for i, s := range c.ImagePullSecrets {
+		if len(s) > 253 || !dns1123Label.MatchString(s) && !validSubdomain(s) {
+			fe.Add(fmt.Sprintf("image_pull_secrets[%d]", i), "%q is not a valid Secret name", s)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.NodeSelector)) {
+		v := c.NodeSelector[k]
+		if !validLabelKey(k) {
+			fe.Add("node_selector", "%q is not a valid label key", k)
+		}
+		if len(v) > 63 || !labelValue.MatchString(v) {
+			fe.Add("node_selector", "%q is not a valid label value (for key %q)", v, k)
+		}
+	}
+	// Kubernetes itself requires the quantity syntax config.Resources
+	// checks, so a typo fails here instead of at the first deploy.
+	fe.Nest("resources", c.Resources.Validate())
+	fe.Nest("tunnel", c.Tunnel.Validate())
+	return fe.Err()
+}
+
+func validSubdomain(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, p := range strings.Split(s, ".") {
+		if !dns1123Label.MatchString(p) {
+			return false
+		}
+	}
+	return true
+}
+
+func validLabelKey(k string) bool {
+	prefix, name, hasPrefix := strings.Cut(k, "/")
+	if !hasPrefix {
+		name, prefix = prefix, ""
+	}
+	if hasPrefix && !validSubdomain(prefix) {
+		return false
+	}
+	return len(name) <= 63 && labelName.MatchString(name)
+}
+
+// CheckImageRef does the checks an image reference must pass before a
+// registry sees it: no scheme, no whitespace, not empty.
+func CheckImageRef(ref string) error {
+	switch {
+	case strings.Contains(ref, "://"):
+		return fmt.Errorf("an image reference has no scheme (write registry/name:tag)")
+	case strings.ContainsAny(ref, " \t\r\n"):
+		return fmt.Errorf("an image reference has no whitespace")
+	case strings.HasSuffix(ref, ":") || strings.HasSuffix(ref, "@") || strings.HasPrefix(ref, "/"):
+		return fmt.Errorf("incomplete image reference")
+	}
+	return nil
+}
