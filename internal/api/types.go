@@ -1,0 +1,69 @@
+package api
+
+import "time"
+
+// Version is the API version prefix; bump it on an incompatible change.
+const Version = "v1"
+
+// DeployRequest asks the manager to deploy a package.
+type DeployRequest struct {
+	// PackagePath is the absolute path of the package directory or its
+	// blueprint.toml; the CLI resolves names to paths before calling.
+	PackagePath string `json:"package_path"`
+	// Remote is the remote's name; empty or "local" means this machine.
+	Remote string `json:"remote,omitempty"`
+	// ServiceID is the service id to run; nil lets the manager pick the
+	// smallest id not used by a live instance of the same blueprint.
+	ServiceID *uint64 `json:"service_id,omitempty"`
+	// BlueprintID overrides the manifest's blueprint_id.
+	BlueprintID *uint64 `json:"blueprint_id,omitempty"`
+}
+
+// Instance is an instance as the API reports it. It never carries secrets.
+type Instance struct {
+	ID           string     `json:"id" yaml:"id"`
+	Remote       string     `json:"remote" yaml:"remote"`
+	Provider     string     `json:"provider" yaml:"provider"`
+	Blueprint    string     `json:"blueprint" yaml:"blueprint"`
+	BlueprintID  uint64     `json:"blueprint_id" yaml:"blueprint_id"`
+	ServiceID    uint64     `json:"service_id" yaml:"service_id"`
+	Package      string     `json:"package" yaml:"package"`
+	State        string     `json:"state" yaml:"state"`
+	Message      string     `json:"message,omitempty" yaml:"message,omitempty"`
+	Address      string     `json:"address,omitempty" yaml:"address,omitempty"`
+	CreatedAt    time.Time  `json:"created_at" yaml:"created_at"`
+	UpdatedAt    time.Time  `json:"updated_at" yaml:"updated_at"`
+	TerminatedAt *time.Time `json:"terminated_at,omitempty" yaml:"terminated_at,omitempty"`
+}
+
+// Event is one entry of an instance's event log.
+type Event struct {
+	Time    time.Time `json:"time" yaml:"time"`
+	Kind    string    `json:"kind" yaml:"kind"`
+	Message string    `json:"message" yaml:"message"`
+}
+
+// InstanceDetail is what `status` shows: the instance, the provider's live
+// view of it, and its recent events.
+type InstanceDetail struct {
+	Instance     `yaml:",inline"`
+	Restarts     int      `json:"restarts" yaml:"restarts"`
+	Capabilities []string `json:"capabilities,omitempty" yaml:"capabilities,omitempty"`
+	Events       []Event  `json:"events" yaml:"events"`
+}
+
+// ListResponse is the reply to a list call.
+type ListResponse struct {
+	Instances []Instance `json:"instances"`
+}
+
+// ManagerInfo describes the running manager.
+type ManagerInfo struct {
+	Version       string    `json:"version" yaml:"version"`
+	RemoteSupport bool      `json:"remote_support" yaml:"remote_support"`
+	Providers     []string  `json:"providers" yaml:"providers"`
+	Remotes       []string  `json:"remotes" yaml:"remotes"`
+	StatePath     string    `json:"state_path" yaml:"state_path"`
+	PID           int       `json:"pid" yaml:"pid"`
+	StartedAt     time.Time `json:"started_at" yaml:"started_at"`
+}

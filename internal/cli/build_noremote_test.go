@@ -1,0 +1,5 @@
+//go:build bpm_noremote
+
+package cli
+
+const remoteBuild = false

@@ -1,0 +1,333 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bpm-project/bpm/internal/api"
+	"github.com/bpm-project/bpm/internal/blueprint"
+	"github.com/bpm-project/bpm/internal/provider"
+	"github.com/bpm-project/bpm/internal/state"
+)
+
+// Deploy loads and validates the package, records the instance as pending
+// (intent first), then asks the remote's provider to create it. Any failure
+// after the intent row leaves the row in state failed with the reason.
+func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instance, error) {
+	if req.PackagePath == "" {
+		return api.Instance{}, api.Invalid("package_path is required")
+	}
+	pkg, err := blueprint.Load(req.PackagePath)
+	if err != nil {
+		return api.Instance{}, fmt.Errorf("%w: %w", api.ErrInvalid, err)
+	}
+	remote := req.Remote
+	if remote == "" {
+		remote = LocalRemote
+	}
+	p, err := m.providerFor(ctx, remote)
+	if err != nil {
+		return api.Instance{}, err
+	}
+	bid := uint64(0)
+	if pkg.Manifest.BlueprintID != nil {
+		bid = *pkg.Manifest.BlueprintID
+	}
+	if req.BlueprintID != nil {
+		bid = *req.BlueprintID
+	}
+
+	id := state.NewInstanceID()
+	// Held from before the intent row exists, so a reconcile or health pass
+	// never sees this instance half-made.
+	unlock := m.lockInstance(id)
+	defer unlock()
+
+	// Service ids are unique among live instances of one blueprint: the
+	// registry and the auth proxy route by them. Choosing and recording the
+	// id happens under one lock so two deploys cannot pick the same one.
+	m.mu.Lock()
+	sid, err := m.pickServiceID(ctx, bid, req.ServiceID)
+	if err != nil {
+		m.mu.Unlock()
+		return api.Instance{}, err
+	}
+	inst := state.Instance{
+		ID:            id,
+		Remote:        remote,
+		ProviderType:  p.Type(),
+		BlueprintName: pkg.Manifest.Name,
+		BlueprintID:   bid,
+		ServiceID:     sid,
+		PackagePath:   pkg.Dir,
+		State:         provider.StatePending,
+	}
+	err = m.store.CreateInstance(ctx, inst)
+	m.mu.Unlock()
+	if err != nil {
+		return api.Instance{}, fmt.Errorf("deploy: record intent: %w", err)
+	}
+	log := m.log.With("instance", inst.ID, "remote", remote)
+	log.Info("deploying", "blueprint", pkg.Manifest.Name, "service_id", sid)
+
+	// The deploy itself must not be cut short by the client going away:
+	// an abandoned half-deploy is exactly what intent-first prevents, but
+	// finishing is better still.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+	defer cancel()
+	m.setState(dctx, inst.ID, provider.StateCreating, "")
+	h, err := p.Deploy(dctx, provider.DeployRequest{
+		InstanceID:  inst.ID,
+		Remote:      remote,
+		BlueprintID: bid,
+		ServiceID:   sid,
+		Package:     pkg,
+		Env:         m.serviceEnv(pkg, bid, sid),
+	})
+	if err != nil {
+		log.Warn("deploy failed", "err", err)
+		msg := err.Error()
+		st := provider.StateFailed
+		if _, uerr := m.store.UpdateInstance(dctx, inst.ID, state.Update{State: &st, Message: &msg}); uerr != nil {
+			log.Error("record failed deploy", "err", uerr)
+		}
+		return api.Instance{}, fmt.Errorf("deploy %s: %w", inst.ID, err)
+	}
+	out, err := m.store.UpdateInstance(dctx, inst.ID, state.Update{Handle: &h})
+	if err != nil {
+		return api.Instance{}, fmt.Errorf("deploy %s: record handle: %w", inst.ID, err)
+	}
+	m.store.AppendEvent(dctx, inst.ID, state.EventDeploy, "started on "+remote)
+	if _, err := m.refresh(dctx, p, out); err != nil {
+		log.Warn("status after deploy", "err", err)
+	}
+	if out, err = m.store.GetInstance(dctx, inst.ID); err != nil {
+		return api.Instance{}, fmt.Errorf("deploy %s: %w", inst.ID, err)
+	}
+	log.Info("deployed", "state", out.State, "address", out.Address)
+	return toAPI(out), nil
+}
+
+// pickServiceID returns want when it is free, or the smallest free id ≥ 1
+// (0 is the SDK's registration mode) when want is nil. Callers hold m.mu.
+func (m *Manager) pickServiceID(ctx context.Context, bid uint64, want *uint64) (uint64, error) {
+	live, err := m.store.ListInstances(ctx, state.Filter{})
+	if err != nil {
+		return 0, fmt.Errorf("deploy: list instances: %w", err)
+	}
+	used := map[uint64]string{}
+	for _, in := range live {
+		if in.BlueprintID == bid && in.State != provider.StateFailed {
+			used[in.ServiceID] = in.ID
+		}
+	}
+	if want != nil {
+		if other, ok := used[*want]; ok {
+			return 0, fmt.Errorf("deploy: service id %d of blueprint %d is already served by %s: %w", *want, bid, other, provider.ErrExists)
+		}
+		return *want, nil
+	}
+	for id := uint64(1); ; id++ {
+		if _, ok := used[id]; !ok {
+			return id, nil
+		}
+	}
+}
+
+// serviceEnv is the environment the Blueprint SDK gives a service (see
+// BLUEPRINT-WIRE §3), then the manifest's env. DATA_DIR and
+// BRIDGE_SOCKET_PATH depend on where the instance runs, so providers add them.
+func (m *Manager) serviceEnv(pkg *blueprint.Package, bid, sid uint64) map[string]string {
+	se := m.cfg.ServiceEnv
+	env := map[string]string{
+		"BLUEPRINT_ID": strconv.FormatUint(bid, 10),
+		"SERVICE_ID":   strconv.FormatUint(sid, 10),
+		"HTTP_RPC_URL": se.HTTPRPCURL,
+		"WS_RPC_URL":   se.WSRPCURL,
+		"KEYSTORE_URI": se.KeystoreURI,
+		"PROTOCOL":     se.Protocol,
+		"CHAIN":        se.Chain,
+		"BOOTNODES":    bootnodes(se.Bootnodes),
+	}
+	for k, v := range pkg.Manifest.Env {
+		env[k] = v
+	}
+	return env
+}
+
+// bootnodes formats multiaddrs as the SDK does: each preceded by a space.
+func bootnodes(addrs []string) string {
+	var b strings.Builder
+	for _, a := range addrs {
+		b.WriteString(" ")
+		b.WriteString(a)
+	}
+	return b.String()
+}
+
+func (m *Manager) setState(ctx context.Context, id string, st provider.State, msg string) {
+	if _, err := m.store.UpdateInstance(ctx, id, state.Update{State: &st, Message: &msg}); err != nil {
+		m.log.Error("update state", "instance", id, "state", st, "err", err)
+	}
+}
+
+// Terminate stops an instance. It records terminating first so a crash
+// mid-way is finished by the next reconcile.
+func (m *Manager) Terminate(ctx context.Context, id string) (api.Instance, error) {
+	unlock := m.lockInstance(id)
+	defer unlock()
+	inst, err := m.store.GetInstance(ctx, id)
+	if err != nil {
+		return api.Instance{}, instanceErr(id, err)
+	}
+	if inst.State == provider.StateTerminated {
+		return toAPI(inst), nil
+	}
+	p, err := m.providerFor(ctx, inst.Remote)
+	if err != nil {
+		return api.Instance{}, err
+	}
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+	defer cancel()
+	m.setState(tctx, id, provider.StateTerminating, "")
+	if len(inst.Handle) > 0 {
+		err := p.Terminate(tctx, provider.Ref{InstanceID: id, Remote: inst.Remote, Handle: inst.Handle})
+		if err != nil && !errors.Is(err, provider.ErrNotFound) {
+			msg := "terminate failed: " + err.Error()
+			m.setState(tctx, id, provider.StateTerminating, msg)
+			return api.Instance{}, fmt.Errorf("terminate %s: %w", id, err)
+		}
+	}
+	st := provider.StateTerminated
+	empty := ""
+	out, err := m.store.UpdateInstance(tctx, id, state.Update{State: &st, Message: &empty, Address: &empty})
+	if err != nil {
+		return api.Instance{}, fmt.Errorf("terminate %s: record: %w", id, err)
+	}
+	m.log.Info("terminated", "instance", id)
+	return toAPI(out), nil
+}
+
+// List returns instances matching opts.
+func (m *Manager) List(ctx context.Context, opts api.ListOptions) ([]api.Instance, error) {
+	f := state.Filter{IncludeTerminated: opts.All}
+	if opts.Remote != "" {
+		f.Remote = opts.Remote
+	}
+	list, err := m.store.ListInstances(ctx, f)
+	if err != nil {
+		return nil, fmt.Errorf("list: %w", err)
+	}
+	out := make([]api.Instance, 0, len(list))
+	for _, in := range list {
+		if opts.RemoteOnly && in.Remote == LocalRemote {
+			continue
+		}
+		out = append(out, toAPI(in))
+	}
+	return out, nil
+}
+
+// Status returns an instance with a fresh look from its provider.
+func (m *Manager) Status(ctx context.Context, id string) (api.InstanceDetail, error) {
+	inst, err := m.store.GetInstance(ctx, id)
+	if err != nil {
+		return api.InstanceDetail{}, instanceErr(id, err)
+	}
+	d := api.InstanceDetail{}
+	if !inst.State.Final() && len(inst.Handle) > 0 {
+		if p, perr := m.providerFor(ctx, inst.Remote); perr == nil {
+			d.Capabilities = provider.Capabilities(p)
+			if s, serr := m.refresh(ctx, p, inst); serr == nil {
+				d.Restarts = s.Restarts
+			}
+			if fresh, gerr := m.store.GetInstance(ctx, id); gerr == nil {
+				inst = fresh
+			}
+		}
+	}
+	d.Instance = toAPI(inst)
+	evs, err := m.store.Events(ctx, id, 20)
+	if err != nil {
+		return api.InstanceDetail{}, fmt.Errorf("status %s: events: %w", id, err)
+	}
+	for _, e := range evs {
+		d.Events = append(d.Events, api.Event{Time: e.Time, Kind: e.Kind, Message: e.Message})
+	}
+	return d, nil
+}
+
+// refresh asks the provider for an instance's status and records a change.
+func (m *Manager) refresh(ctx context.Context, p provider.Provider, inst state.Instance) (provider.Status, error) {
+	s, err := p.Status(ctx, provider.Ref{InstanceID: inst.ID, Remote: inst.Remote, Handle: inst.Handle})
+	if errors.Is(err, provider.ErrNotFound) {
+		s = provider.Status{State: provider.StateFailed, Message: "instance no longer exists on its target"}
+	} else if err != nil {
+		return s, err
+	}
+	// A freshly started instance whose health check has not passed yet is
+	// still creating, not degraded, for a grace period: most services take
+	// a moment to listen.
+	if inst.State == provider.StateCreating && s.State == provider.StateDegraded &&
+		s.Restarts == 0 && time.Since(inst.CreatedAt) < m.startGrace {
+		s.State = provider.StateCreating
+		s.Message = "starting: " + s.Message
+	}
+	if s.State != inst.State || s.Message != inst.Message || (s.Address != "" && s.Address != inst.Address) {
+		u := state.Update{State: &s.State, Message: &s.Message}
+		if s.Address != "" {
+			u.Address = &s.Address
+		}
+		if _, err := m.store.UpdateInstance(ctx, inst.ID, u); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+// Logs streams an instance's logs through its provider.
+func (m *Manager) Logs(ctx context.Context, id string, opts provider.LogOptions, w io.Writer) error {
+	inst, err := m.store.GetInstance(ctx, id)
+	if err != nil {
+		return instanceErr(id, err)
+	}
+	p, err := m.providerFor(ctx, inst.Remote)
+	if err != nil {
+		return err
+	}
+	lg, ok := p.(provider.Logser)
+	if !ok {
+		return fmt.Errorf("logs of %s: %w", id, provider.ErrUnsupported)
+	}
+	return lg.Logs(ctx, provider.Ref{InstanceID: id, Remote: inst.Remote, Handle: inst.Handle}, opts, w)
+}
+
+func instanceErr(id string, err error) error {
+	if errors.Is(err, state.ErrNotFound) {
+		return fmt.Errorf("instance %s: %w", id, provider.ErrNotFound)
+	}
+	return fmt.Errorf("instance %s: %w", id, err)
+}
+
+func toAPI(in state.Instance) api.Instance {
+	return api.Instance{
+		ID:           in.ID,
+		Remote:       in.Remote,
+		Provider:     in.ProviderType,
+		Blueprint:    in.BlueprintName,
+		BlueprintID:  in.BlueprintID,
+		ServiceID:    in.ServiceID,
+		Package:      in.PackagePath,
+		State:        string(in.State),
+		Message:      in.Message,
+		Address:      in.Address,
+		CreatedAt:    in.CreatedAt,
+		UpdatedAt:    in.UpdatedAt,
+		TerminatedAt: in.TerminatedAt,
+	}
+}

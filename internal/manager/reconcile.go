@@ -1,0 +1,176 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/bpm-project/bpm/internal/provider"
+	"github.com/bpm-project/bpm/internal/state"
+)
+
+// Reconcile makes state and the targets agree after a (re)start:
+//   - an instance state knows and its provider still runs is adopted (its
+//     state refreshed, never started a second time);
+//   - an instance state knows that is gone is marked failed with the reason;
+//   - an instance left terminating by a crash is terminated;
+//   - an instance a provider owns that state does not know (or knows as
+//     terminated) is an orphan and is terminated, so nothing runs
+//     unaccounted for.
+//
+// Remotes whose provider cannot be built (unreachable, not in this build)
+// are skipped with a warning and retried on the next reconcile.
+func (m *Manager) Reconcile(ctx context.Context) error {
+	live, err := m.store.ListInstances(ctx, state.Filter{})
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	byRemote := map[string][]state.Instance{LocalRemote: nil}
+	for _, in := range live {
+		byRemote[in.Remote] = append(byRemote[in.Remote], in)
+	}
+	var errs []error
+	for remote, insts := range byRemote {
+		if err := m.reconcileRemote(ctx, remote, insts); err != nil {
+			m.log.Warn("reconcile skipped a remote", "remote", remote, "err", err)
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (m *Manager) reconcileRemote(ctx context.Context, remote string, insts []state.Instance) error {
+	p, err := m.providerFor(ctx, remote)
+	if err != nil {
+		return err
+	}
+	known := map[string]state.Instance{}
+	for _, in := range insts {
+		known[in.ID] = in
+	}
+	var owned map[string]provider.Owned
+	if l, ok := p.(provider.Lister); ok {
+		list, err := l.ListOwned(ctx)
+		if err != nil {
+			return fmt.Errorf("reconcile %s: list owned: %w", remote, err)
+		}
+		owned = map[string]provider.Owned{}
+		for _, o := range list {
+			owned[o.InstanceID] = o
+		}
+	}
+	for _, in := range insts {
+		m.reconcileInstance(ctx, p, in, owned)
+	}
+	for id, o := range owned {
+		if _, ok := known[id]; ok {
+			continue
+		}
+		m.log.Warn("terminating orphan", "instance", id, "remote", remote)
+		if err := p.Terminate(ctx, provider.Ref{InstanceID: id, Remote: remote, Handle: o.Handle}); err != nil && !errors.Is(err, provider.ErrNotFound) {
+			m.log.Error("terminate orphan", "instance", id, "err", err)
+			continue
+		}
+		// An orphan with a terminated row gets the cleanup noted in its log.
+		if _, err := m.store.GetInstance(ctx, id); err == nil {
+			m.store.AppendEvent(ctx, id, "reconcile", "terminated an orphaned copy found on "+remote)
+		}
+	}
+	return nil
+}
+
+func (m *Manager) reconcileInstance(ctx context.Context, p provider.Provider, in state.Instance, owned map[string]provider.Owned) {
+	unlock := m.lockInstance(in.ID)
+	defer unlock()
+	log := m.log.With("instance", in.ID, "remote", in.Remote)
+	// Re-read under the lock: the row may have moved on since the list.
+	in, err := m.store.GetInstance(ctx, in.ID)
+	if err != nil || in.State.Final() {
+		return
+	}
+	o, found := owned[in.ID]
+	if found && len(in.Handle) == 0 && len(o.Handle) > 0 {
+		// The manager died between creating the instance and recording
+		// its handle: adopt the handle the provider reports.
+		if _, err := m.store.UpdateInstance(ctx, in.ID, state.Update{Handle: &o.Handle}); err != nil {
+			log.Error("adopt handle", "err", err)
+			return
+		}
+		in.Handle = o.Handle
+		m.store.AppendEvent(ctx, in.ID, "reconcile", "adopted an instance whose deploy was interrupted")
+	}
+	if in.State == provider.StateTerminating {
+		if len(in.Handle) > 0 {
+			if err := p.Terminate(ctx, provider.Ref{InstanceID: in.ID, Remote: in.Remote, Handle: in.Handle}); err != nil && !errors.Is(err, provider.ErrNotFound) {
+				log.Error("finish interrupted terminate", "err", err)
+				return
+			}
+		}
+		m.setState(ctx, in.ID, provider.StateTerminated, "")
+		m.store.AppendEvent(ctx, in.ID, "reconcile", "finished a terminate interrupted by a manager restart")
+		return
+	}
+	if len(in.Handle) == 0 {
+		if in.State == provider.StatePending || in.State == provider.StateCreating {
+			m.setState(ctx, in.ID, provider.StateFailed, "deploy interrupted by a manager restart before the instance started")
+		}
+		return
+	}
+	if owned != nil && !found {
+		if in.State != provider.StateFailed {
+			m.setState(ctx, in.ID, provider.StateFailed, "instance not found on its target after a manager restart")
+		}
+		return
+	}
+	if _, err := m.refresh(ctx, p, in); err != nil {
+		log.Warn("status during reconcile", "err", err)
+		return
+	}
+	if found {
+		m.store.AppendEvent(ctx, in.ID, "reconcile", "re-attached after a manager restart")
+	}
+}
+
+// healthLoop refreshes every live instance's status each interval until ctx
+// ends, so `list` reflects crashes and failed health checks.
+func (m *Manager) healthLoop(ctx context.Context) {
+	t := time.NewTicker(m.healthInt)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		m.checkAll(ctx)
+	}
+}
+
+func (m *Manager) checkAll(ctx context.Context) {
+	live, err := m.store.ListInstances(ctx, state.Filter{States: []provider.State{
+		provider.StateRunning, provider.StateDegraded, provider.StateCreating,
+	}})
+	if err != nil {
+		m.log.Error("health: list", "err", err)
+		return
+	}
+	for _, in := range live {
+		if len(in.Handle) == 0 {
+			continue
+		}
+		p, err := m.providerFor(ctx, in.Remote)
+		if err != nil {
+			continue
+		}
+		unlock := m.lockInstance(in.ID)
+		// Re-read under the lock: a terminate may have just finished.
+		cur, err := m.store.GetInstance(ctx, in.ID)
+		if err == nil && !cur.State.Final() && cur.State != provider.StateTerminating {
+			if _, err := m.refresh(ctx, p, cur); err != nil {
+				m.log.Warn("health: status", "instance", in.ID, "err", err)
+			}
+		}
+		unlock()
+	}
+}
