@@ -28,7 +28,7 @@ func specWorkspace(t *testing.T) {
 	os.MkdirAll(cfgDir, 0o700)
 	t.Setenv("BPM_CONFIG_DIR", cfgDir)
 	t.Setenv("BPM_SOCKET", filepath.Join(dir, "no-manager.sock"))
-	t.Setenv("WIREGUARD_KEY", "not-a-real-key")
+	t.Setenv("WIREGUARD_KEY", "YEocP0e2o1WT5GlvBvQzVF7EeR6z9aCk6ANCX1Nu5cA=")
 	spec := `
 [remote.aws]
 type = "kubernetes"
@@ -174,12 +174,20 @@ func TestPackageValidateAndInspect(t *testing.T) {
 
 func TestConfigShowRedactsSecrets(t *testing.T) {
 	specWorkspace(t)
+	if !remoteBuild {
+		// A local-only build must refuse the remote section and say why.
+		_, errs, code := runCLI(t, "config", "show")
+		if code != ExitInvalid || !strings.Contains(errs, "bpm_noremote") {
+			t.Fatalf("local-only build: exit %d, stderr %q", code, errs)
+		}
+		return
+	}
 	for _, format := range []string{"table", "json", "yaml"} {
 		out, errs, code := runCLI(t, "config", "show", "-o", format)
 		if code != 0 {
 			t.Fatalf("config show -o %s: exit %d: %s", format, code, errs)
 		}
-		if strings.Contains(out, "not-a-real-key") {
+		if strings.Contains(out, "YEocP0e2o1WT5GlvBvQzVF7EeR6z9aCk6ANCX1Nu5cA=") {
 			t.Fatalf("config show -o %s printed the secret:\n%s", format, out)
 		}
 		if !strings.Contains(out, "REDACTED") || !strings.Contains(out, "eks-us-west-2") {
