@@ -17,6 +17,11 @@ type DeployRequest struct {
 	ServiceID *uint64 `json:"service_id,omitempty"`
 	// BlueprintID overrides the manifest's blueprint_id.
 	BlueprintID *uint64 `json:"blueprint_id,omitempty"`
+	// RemoteConfig is the absolute path of the config file the operator
+	// named with --remote-config. The manager resolves remotes from the
+	// config it was started with, so a different file is refused rather
+	// than silently ignored.
+	RemoteConfig string `json:"remote_config,omitempty"`
 }
 
 // Instance is an instance as the API reports it. It never carries secrets.

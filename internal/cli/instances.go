@@ -64,6 +64,11 @@ point leaves a record the manager reconciles on its next start.`,
 				return fmt.Errorf("%w: %w", api.ErrInvalid, err)
 			}
 			req := api.DeployRequest{PackagePath: pkg.Dir, Remote: o.remote}
+			if g.configFile != "" {
+				if req.RemoteConfig, err = absPath(g.configFile); err != nil {
+					return err
+				}
+			}
 			if cmd.Flags().Changed("service-id") {
 				if o.serviceID < 0 {
 					return usagef("--service-id must be ≥ 0")

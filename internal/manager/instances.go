@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,9 @@ import (
 func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instance, error) {
 	if req.PackagePath == "" {
 		return api.Instance{}, api.Invalid("package_path is required")
+	}
+	if err := m.checkRemoteConfig(req.RemoteConfig); err != nil {
+		return api.Instance{}, err
 	}
 	pkg, err := blueprint.Load(req.PackagePath)
 	if err != nil {
@@ -330,4 +334,30 @@ func toAPI(in state.Instance) api.Instance {
 		UpdatedAt:    in.UpdatedAt,
 		TerminatedAt: in.TerminatedAt,
 	}
+}
+
+// checkRemoteConfig refuses a deploy whose --remote-config names a file other
+// than the one this manager loaded: remotes (and their credentials) come
+// from the manager's config, and using another file's name for a remote
+// would deploy somewhere the operator did not mean.
+func (m *Manager) checkRemoteConfig(path string) error {
+	if path == "" {
+		return nil
+	}
+	same := func(a, b string) bool {
+		if a == "" || b == "" {
+			return false
+		}
+		ra, errA := filepath.EvalSymlinks(a)
+		rb, errB := filepath.EvalSymlinks(b)
+		return errA == nil && errB == nil && ra == rb
+	}
+	if same(path, m.cfg.File) {
+		return nil
+	}
+	running := m.cfg.File
+	if running == "" {
+		running = "built-in defaults (no config file)"
+	}
+	return api.Invalid("--remote-config %s is not the config this manager runs with (%s); restart the manager with `bpm manager --remote-config %s`, or deploy without --remote-config", path, running, path)
 }

@@ -370,3 +370,4 @@ func TestIntegrationUp(t *testing.T) {
 		t.Fatalf("instance still answers after bpm up was interrupted")
 	}
 }
+
