@@ -370,4 +370,3 @@ func TestIntegrationUp(t *testing.T) {
 		t.Fatalf("instance still answers after bpm up was interrupted")
 	}
 }
-
