@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -193,5 +194,72 @@ func TestConfigShowRedactsSecrets(t *testing.T) {
 		if !strings.Contains(out, "REDACTED") || !strings.Contains(out, "eks-us-west-2") {
 			t.Fatalf("config show -o %s output unexpected:\n%s", format, out)
 		}
+	}
+}
+
+// TestKeystoreCommands: a secret set from stdin is listed by name only,
+// resolves a keystore: reference in the config, and never appears in any
+// output.
+func TestKeystoreCommands(t *testing.T) {
+	dir := t.TempDir()
+	cfgDir := filepath.Join(dir, "cfg")
+	os.MkdirAll(cfgDir, 0o700)
+	t.Setenv("BPM_CONFIG_DIR", cfgDir)
+	t.Setenv("BPM_KEYSTORE_PASSPHRASE", "correct horse battery staple")
+	t.Setenv("BPM_KEYSTORE_KEY_FILE", "")
+	const secret = "fly-token-8c1d2e3f"
+	cfg := fmt.Sprintf(`
+[manager]
+data_dir = %q
+
+[remote.fly]
+type = "docker"
+endpoint = "https://api.fly.io"
+auth_token = "keystore:fly-token"
+`, filepath.Join(dir, "data"))
+	os.WriteFile(filepath.Join(cfgDir, "config.toml"), []byte(cfg), 0o600)
+
+	run := func(stdin string, args ...string) (string, string, int) {
+		var out, errb bytes.Buffer
+		code := Main(context.Background(), args, &IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errb})
+		if strings.Contains(out.String()+errb.String(), secret) {
+			t.Fatalf("bpm %v printed the secret", args)
+		}
+		return out.String(), errb.String(), code
+	}
+	if !remoteBuild {
+		t.Skip("the config names a docker remote, which a local-only build rejects")
+	}
+	if _, errs, code := run("", "config", "validate"); code != ExitInvalid || !strings.Contains(errs, "bpm keys set fly-token") {
+		t.Fatalf("validate with a missing keystore entry: exit %d %q", code, errs)
+	}
+	if _, errs, code := run(secret+"\n", "keys", "set", "fly-token"); code != 0 {
+		t.Fatalf("keys set: exit %d %s", code, errs)
+	}
+	if _, errs, code := run("", "keys", "set", "empty"); code != ExitUsage || !strings.Contains(errs, "no value on standard input") {
+		t.Fatalf("keys set with empty stdin: exit %d %q", code, errs)
+	}
+	if _, errs, code := run("x", "keys", "set", "../bad"); code != ExitUsage {
+		t.Fatalf("keys set with a bad name: exit %d %q", code, errs)
+	}
+	out, _, code := run("", "keys", "list", "-o", "json")
+	if code != 0 || !strings.Contains(out, `"fly-token"`) {
+		t.Fatalf("keys list: exit %d %q", code, out)
+	}
+	if out, errs, code := run("", "config", "validate"); code != 0 {
+		t.Fatalf("validate with the entry set: exit %d %q %q", code, out, errs)
+	}
+	if out, _, code := run("", "config", "show", "-o", "json"); code != 0 || !strings.Contains(out, "REDACTED") {
+		t.Fatalf("config show: exit %d %q", code, out)
+	}
+	if _, errs, code := run("", "keys", "rm", "fly-token"); code != 0 {
+		t.Fatalf("keys rm: %d %s", code, errs)
+	}
+	if _, _, code := run("", "keys", "rm", "fly-token"); code != ExitNotFound {
+		t.Fatalf("keys rm of a missing key: exit %d, want %d", code, ExitNotFound)
+	}
+	t.Setenv("BPM_KEYSTORE_PASSPHRASE", "wrong")
+	if _, errs, code := run("", "keys", "list"); code == 0 || !strings.Contains(errs, "passphrase") {
+		t.Fatalf("wrong passphrase: exit %d %q", code, errs)
 	}
 }

@@ -31,7 +31,8 @@ func Main(ctx context.Context, args []string, streams *IOStreams) int {
 	cmd := NewRootCommand(streams)
 	cmd.SetArgs(args)
 	err := cmd.ExecuteContext(ctx)
-	if err != nil {
+	var ee *exitError
+	if err != nil && !errors.As(err, &ee) {
 		fmt.Fprintf(streams.ErrOut, "bpm: %v\n", err)
 		if errors.Is(err, api.ErrManagerUnreachable) {
 			fmt.Fprintln(streams.ErrOut, "bpm: start it with `bpm manager` (or run `bpm up --package DIR`)")

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-
-	"golang.org/x/sys/unix"
 )
 
 // IOStreams are the command's standard streams, injected so tests can
@@ -29,18 +27,4 @@ func (s *IOStreams) Notice(format string, args ...any) {
 		return
 	}
 	fmt.Fprintf(s.ErrOut, format+"\n", args...)
-}
-
-// Colour reports whether output to w may be coloured: only on a terminal and
-// only when NO_COLOR is unset (https://no-color.org).
-func Colour(w io.Writer) bool {
-	if _, set := os.LookupEnv("NO_COLOR"); set {
-		return false
-	}
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }
