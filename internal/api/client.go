@@ -71,9 +71,15 @@ func (c *Client) List(ctx context.Context, opts ListOptions) ([]Instance, error)
 	if opts.All {
 		q.Set("all", "true")
 	}
-	var out ListResponse
-	err := c.do(ctx, http.MethodGet, "/instances?"+q.Encode(), nil, &out)
-	return out.Instances, err
+	resp, err := c.sendAccept(ctx, http.MethodGet, "/instances?"+q.Encode(), nil, StreamContentType)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, decodeError(resp)
+	}
+	return readStream(resp.Body)
 }
 
 // Status returns one instance with the provider's live view.
@@ -116,6 +122,10 @@ func (c *Client) Logs(ctx context.Context, id string, follow bool, tail int, w i
 }
 
 func (c *Client) send(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	return c.sendAccept(ctx, method, path, body, "application/json")
+}
+
+func (c *Client) sendAccept(ctx context.Context, method, path string, body any, accept string) (*http.Response, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -132,6 +142,7 @@ func (c *Client) send(ctx context.Context, method, path string, body any) (*http
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	req.Header.Set("Accept", accept)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {

@@ -71,7 +71,7 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 		PackagePath:   pkg.Dir,
 		State:         provider.StatePending,
 	}
-	err = m.store.CreateInstance(ctx, inst)
+	err = m.create(ctx, inst)
 	m.mu.Unlock()
 	if err != nil {
 		return api.Instance{}, fmt.Errorf("deploy: record intent: %w", err)
@@ -97,12 +97,12 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 		log.Warn("deploy failed", "err", err)
 		msg := err.Error()
 		st := provider.StateFailed
-		if _, uerr := m.store.UpdateInstance(dctx, inst.ID, state.Update{State: &st, Message: &msg}); uerr != nil {
+		if _, uerr := m.update(dctx, inst.ID, state.Update{State: &st, Message: &msg}); uerr != nil {
 			log.Error("record failed deploy", "err", uerr)
 		}
 		return api.Instance{}, fmt.Errorf("deploy %s: %w", inst.ID, err)
 	}
-	out, err := m.store.UpdateInstance(dctx, inst.ID, state.Update{Handle: &h})
+	out, err := m.update(dctx, inst.ID, state.Update{Handle: &h})
 	if err != nil {
 		return api.Instance{}, fmt.Errorf("deploy %s: record handle: %w", inst.ID, err)
 	}
@@ -175,7 +175,7 @@ func bootnodes(addrs []string) string {
 }
 
 func (m *Manager) setState(ctx context.Context, id string, st provider.State, msg string) {
-	if _, err := m.store.UpdateInstance(ctx, id, state.Update{State: &st, Message: &msg}); err != nil {
+	if _, err := m.update(ctx, id, state.Update{State: &st, Message: &msg}); err != nil {
 		m.log.Error("update state", "instance", id, "state", st, "err", err)
 	}
 }
@@ -209,7 +209,7 @@ func (m *Manager) Terminate(ctx context.Context, id string) (api.Instance, error
 	}
 	st := provider.StateTerminated
 	empty := ""
-	out, err := m.store.UpdateInstance(tctx, id, state.Update{State: &st, Message: &empty, Address: &empty})
+	out, err := m.update(tctx, id, state.Update{State: &st, Message: &empty, Address: &empty})
 	if err != nil {
 		return api.Instance{}, fmt.Errorf("terminate %s: record: %w", id, err)
 	}
@@ -219,22 +219,30 @@ func (m *Manager) Terminate(ctx context.Context, id string) (api.Instance, error
 
 // List returns instances matching opts.
 func (m *Manager) List(ctx context.Context, opts api.ListOptions) ([]api.Instance, error) {
-	f := state.Filter{IncludeTerminated: opts.All}
-	if opts.Remote != "" {
-		f.Remote = opts.Remote
-	}
-	list, err := m.store.ListInstances(ctx, f)
-	if err != nil {
-		return nil, fmt.Errorf("list: %w", err)
-	}
-	out := make([]api.Instance, 0, len(list))
-	for _, in := range list {
+	out := []api.Instance{}
+	err := m.EachInstance(ctx, opts, func(in api.Instance) error {
+		out = append(out, in)
+		return nil
+	})
+	return out, err
+}
+
+// EachInstance calls fn for each instance matching opts as it is read from
+// state, so the list API can stream.
+func (m *Manager) EachInstance(ctx context.Context, opts api.ListOptions, fn func(api.Instance) error) error {
+	f := state.Filter{IncludeTerminated: opts.All, Remote: opts.Remote}
+	for _, in := range m.cache.matching(f) {
 		if opts.RemoteOnly && in.Remote == LocalRemote {
 			continue
 		}
-		out = append(out, toAPI(in))
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("list: %w", err)
+		}
+		if err := fn(toAPI(in)); err != nil {
+			return fmt.Errorf("list: %w", err)
+		}
 	}
-	return out, nil
+	return nil
 }
 
 // Status returns an instance with a fresh look from its provider.
@@ -287,7 +295,7 @@ func (m *Manager) refresh(ctx context.Context, p provider.Provider, inst state.I
 		if s.Address != "" {
 			u.Address = &s.Address
 		}
-		if _, err := m.store.UpdateInstance(ctx, inst.ID, u); err != nil {
+		if _, err := m.update(ctx, inst.ID, u); err != nil {
 			return s, err
 		}
 	}

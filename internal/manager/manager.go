@@ -54,6 +54,7 @@ type Manager struct {
 	startGrace time.Duration
 
 	local provider.Provider
+	cache instanceCache
 
 	mu        sync.Mutex
 	providers map[string]provider.Provider // by remote name
@@ -92,6 +93,10 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		healthInt: opts.HealthInterval,
 		providers: map[string]provider.Provider{},
 		instLocks: map[string]*sync.Mutex{},
+	}
+	if err := m.cache.load(ctx, store); err != nil {
+		m.Close()
+		return nil, err
 	}
 	if m.healthInt <= 0 {
 		m.healthInt = 5 * time.Second

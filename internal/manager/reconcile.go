@@ -93,7 +93,7 @@ func (m *Manager) reconcileInstance(ctx context.Context, p provider.Provider, in
 	if found && len(in.Handle) == 0 && len(o.Handle) > 0 {
 		// The manager died between creating the instance and recording
 		// its handle: adopt the handle the provider reports.
-		if _, err := m.store.UpdateInstance(ctx, in.ID, state.Update{Handle: &o.Handle}); err != nil {
+		if _, err := m.update(ctx, in.ID, state.Update{Handle: &o.Handle}); err != nil {
 			log.Error("adopt handle", "err", err)
 			return
 		}

@@ -88,6 +88,10 @@ func (m *Manager) Handler() http.Handler {
 			writeError(w, err)
 			return
 		}
+		if api.WantsStream(r.Header.Get("Accept")) {
+			m.streamList(w, r, opts)
+			return
+		}
 		list, err := m.List(r.Context(), opts)
 		if err != nil {
 			writeError(w, err)
@@ -242,4 +246,16 @@ func (f *flushWriter) Write(p []byte) (int, error) {
 		f.rc.Flush()
 	}
 	return n, err
+}
+
+// streamList writes instances as they are read from state, in the stream
+// format package api defines. Encoding overlaps the state scan and the
+// client's decoding overlaps both, which keeps `bpm list` over 10,000
+// instances well inside its budget. An error after the first instance can
+// no longer change the status code, so it travels in the stream's trailer.
+func (m *Manager) streamList(w http.ResponseWriter, r *http.Request, opts api.ListOptions) {
+	w.Header().Set("Content-Type", api.StreamContentType)
+	sw := api.NewStreamWriter(w)
+	err := m.EachInstance(r.Context(), opts, sw.Write)
+	sw.Close(err)
 }
