@@ -26,9 +26,9 @@ type TunnelStatus struct {
 // TunnelHub describes the hub's WireGuard endpoint.
 type TunnelHub struct {
 	PublicKey  string `json:"public_key" yaml:"public_key"`
-	Address    string `json:"address" yaml:"address"`     // tunnel address, e.g. 10.77.0.1
-	CIDR       string `json:"cidr" yaml:"cidr"`           // tunnel network, e.g. 10.77.0.0/16
-	Endpoint   string `json:"endpoint" yaml:"endpoint"`   // host:port gateways dial
+	Address    string `json:"address" yaml:"address"`   // tunnel address, e.g. 10.77.0.1
+	CIDR       string `json:"cidr" yaml:"cidr"`         // tunnel network, e.g. 10.77.0.0/16
+	Endpoint   string `json:"endpoint" yaml:"endpoint"` // host:port gateways dial
 	ListenPort int    `json:"listen_port" yaml:"listen_port"`
 }
 
