@@ -66,12 +66,12 @@ func Resolve(nameOrPath string, searchPaths []string) (*Package, error) {
 	case 1:
 		return Load(matches[0])
 	case 0:
-		msg := fmt.Sprintf("resolve package: no blueprint.toml named %q within %d levels of: %s",
+		msg := fmt.Sprintf("no blueprint.toml named %q within %d levels of: %s",
 			nameOrPath, MaxSearchDepth, strings.Join(looked, ", "))
 		if len(skipped) > 0 {
 			msg += "; unreadable manifests skipped: " + strings.Join(skipped, ", ")
 		}
-		return nil, errors.New(msg)
+		return nil, &notFoundError{msg: "resolve package: " + msg}
 	default:
 		return nil, fmt.Errorf("resolve package: name %q is ambiguous, pass a path to one of: %s",
 			nameOrPath, strings.Join(matches, ", "))
@@ -145,3 +145,11 @@ func manifestName(file string) (string, error) {
 	}
 	return v.Name, nil
 }
+
+// ErrNotFound is wrapped by Resolve's error when no package has the name.
+var ErrNotFound = errors.New("package not found")
+
+type notFoundError struct{ msg string }
+
+func (e *notFoundError) Error() string { return e.msg }
+func (e *notFoundError) Unwrap() error { return ErrNotFound }

@@ -121,6 +121,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"set-alert", "--remote", "aws", "--monthly-limit", "-5"}, "--monthly-limit must be a positive amount"},
 		{[]string{"logs", "--tail", "-1", "bp-abc"}, "--tail must be ≥ 0"},
 		{[]string{"status", "--instance", "bp-a", "bp-b"}, "instance given twice"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"package", "validate"}, "accepts 1 arg(s), received 0"},
+		{[]string{"list", "--remote", "a", "b"}, "accepts at most 1 arg(s), received 2"},
+		{[]string{"up", "--package", "x", "--service-id", "-1"}, "--service-id must be ≥ 0"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
@@ -261,5 +265,20 @@ auth_token = "keystore:fly-token"
 	t.Setenv("BPM_KEYSTORE_PASSPHRASE", "wrong")
 	if _, errs, code := run("", "keys", "list"); code == 0 || !strings.Contains(errs, "passphrase") {
 		t.Fatalf("wrong passphrase: exit %d %q", code, errs)
+	}
+}
+
+func TestNotFoundExitCodes(t *testing.T) {
+	specWorkspace(t)
+	for _, args := range [][]string{
+		{"package", "validate", "./no/such/dir"},
+		{"package", "inspect", "no-such-package"},
+		{"deploy", "--package", "no-such-package"},
+		{"config", "validate", "--remote-config", "./missing.toml"},
+	} {
+		_, errs, code := runCLI(t, args...)
+		if code != ExitNotFound {
+			t.Errorf("bpm %s: exit %d, want %d (not found); %s", strings.Join(args, " "), code, ExitNotFound, errs)
+		}
 	}
 }

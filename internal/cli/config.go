@@ -95,7 +95,7 @@ func newKeysCommand(g *globals) *cobra.Command {
 		Short: "Manage the encrypted keystore of credentials",
 		Long: `Manage the encrypted keystore (age, scrypt passphrase) that holds credentials.
 The passphrase comes from BPM_KEYSTORE_PASSPHRASE or from the file named by
-BPM_KEYSTORE_KEY_FILE (mode 0600). Config values reference entries as keystore:NAME.
+BPM_KEYSTORE_KEY_FILE (readable by its owner only). Config values reference entries as keystore:NAME.
 Values are read from standard input, never from the command line, and never printed.`,
 	}
 	open := g.openKeystore

@@ -3,8 +3,10 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/bpm-project/bpm/internal/api"
+	"github.com/bpm-project/bpm/internal/blueprint"
 	"github.com/bpm-project/bpm/internal/provider"
 )
 
@@ -62,4 +64,23 @@ func ExitCode(err error) int {
 // later release: it says so plainly and never prints made-up output.
 func notAvailableYet(what, issue string) error {
 	return fmt.Errorf("%s: %w in this build of bpm (tracked as %s)", what, provider.ErrNotAvailableYet, issue)
+}
+
+// classified keeps an error's message as it is while adding the sentinel
+// that picks its exit code (errors.Is sees both).
+type classified struct {
+	err  error
+	kind error
+}
+
+func (c *classified) Error() string   { return c.err.Error() }
+func (c *classified) Unwrap() []error { return []error{c.err, c.kind} }
+
+// packageErr classifies a failure to find or load a package: a missing path
+// or name is "not found", anything else is an invalid package.
+func packageErr(err error) error {
+	if errors.Is(err, blueprint.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+		return &classified{err: err, kind: provider.ErrNotFound}
+	}
+	return &classified{err: err, kind: api.ErrInvalid}
 }

@@ -61,7 +61,7 @@ point leaves a record the manager reconciles on its next start.`,
 			}
 			pkg, err := blueprint.Resolve(o.pkg, cfg.Manager.PackagePaths)
 			if err != nil {
-				return fmt.Errorf("%w: %w", api.ErrInvalid, err)
+				return packageErr(err)
 			}
 			req := api.DeployRequest{PackagePath: pkg.Dir, Remote: o.remote}
 			if g.configFile != "" {

@@ -85,6 +85,9 @@ next manager re-attaches to it.`,
 			if pkgArg == "" {
 				return usagef("--package is required")
 			}
+			if serviceID < 0 {
+				return usagef("--service-id must be ≥ 0")
+			}
 			ctx := cmd.Context()
 			m, cfg, serve, err := startManager(ctx, g)
 			if err != nil {
@@ -93,7 +96,7 @@ next manager re-attaches to it.`,
 			pkg, err := blueprint.Resolve(pkgArg, cfg.Manager.PackagePaths)
 			if err != nil {
 				m.Close()
-				return fmt.Errorf("%w: %w", api.ErrInvalid, err)
+				return packageErr(err)
 			}
 			sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 			done := make(chan error, 1)

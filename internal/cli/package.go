@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/bpm-project/bpm/internal/api"
 	"github.com/bpm-project/bpm/internal/blueprint"
 )
 
@@ -28,7 +27,7 @@ func loadPackageArg(g *globals, arg string) (*blueprint.Package, error) {
 	}
 	pkg, err := blueprint.Resolve(arg, paths)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", api.ErrInvalid, err)
+		return nil, packageErr(err)
 	}
 	return pkg, nil
 }
@@ -53,15 +52,29 @@ func newPackageValidateCommand(g *globals) *cobra.Command {
 
 // packageView is the printable form of a package.
 type packageView struct {
-	Name        string              `json:"name" yaml:"name"`
-	Version     string              `json:"version" yaml:"version"`
-	BlueprintID *uint64             `json:"blueprint_id,omitempty" yaml:"blueprint_id,omitempty"`
-	File        string              `json:"file" yaml:"file"`
-	Sources     []sourceView        `json:"sources" yaml:"sources"`
-	Resources   blueprint.Resources `json:"resources" yaml:"resources"`
-	Ports       []blueprint.Port    `json:"ports,omitempty" yaml:"ports,omitempty"`
-	EnvKeys     []string            `json:"env_keys,omitempty" yaml:"env_keys,omitempty"`
-	Health      string              `json:"health,omitempty" yaml:"health,omitempty"`
+	Name        string        `json:"name" yaml:"name"`
+	Version     string        `json:"version" yaml:"version"`
+	BlueprintID *uint64       `json:"blueprint_id,omitempty" yaml:"blueprint_id,omitempty"`
+	File        string        `json:"file" yaml:"file"`
+	Sources     []sourceView  `json:"sources" yaml:"sources"`
+	Resources   resourcesView `json:"resources" yaml:"resources"`
+	Ports       []portView    `json:"ports,omitempty" yaml:"ports,omitempty"`
+	EnvKeys     []string      `json:"env_keys,omitempty" yaml:"env_keys,omitempty"`
+	Health      string        `json:"health,omitempty" yaml:"health,omitempty"`
+}
+
+// resourcesView and portView spell fields as blueprint.toml does.
+type resourcesView struct {
+	CPU     string `json:"cpu,omitempty" yaml:"cpu,omitempty"`
+	Memory  string `json:"memory,omitempty" yaml:"memory,omitempty"`
+	Storage string `json:"storage,omitempty" yaml:"storage,omitempty"`
+	GPU     int    `json:"gpu" yaml:"gpu"`
+}
+
+type portView struct {
+	Name     string `json:"name" yaml:"name"`
+	Port     int    `json:"port" yaml:"port"`
+	Protocol string `json:"protocol" yaml:"protocol"`
 }
 
 type sourceView struct {
@@ -71,7 +84,14 @@ type sourceView struct {
 
 func viewPackage(pkg *blueprint.Package) packageView {
 	m := pkg.Manifest
-	v := packageView{Name: m.Name, Version: m.Version, BlueprintID: m.BlueprintID, File: pkg.File, Resources: m.Resources, Ports: m.Ports}
+	r := m.Resources
+	v := packageView{
+		Name: m.Name, Version: m.Version, BlueprintID: m.BlueprintID, File: pkg.File,
+		Resources: resourcesView{CPU: r.CPU, Memory: r.Memory, Storage: r.Storage, GPU: r.GPU},
+	}
+	for _, p := range m.Ports {
+		v.Ports = append(v.Ports, portView{Name: p.Name, Port: p.Port, Protocol: p.Protocol})
+	}
 	for _, s := range m.Sources {
 		sv := sourceView{Kind: string(s.Kind)}
 		switch s.Kind {

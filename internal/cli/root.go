@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/bpm-project/bpm/internal/api"
 	"github.com/bpm-project/bpm/internal/config"
 	"github.com/bpm-project/bpm/internal/keystore"
+	"github.com/bpm-project/bpm/internal/provider"
 	// Registers every built-in provider; remote ones unless built with
 	// -tags bpm_noremote.
 	_ "github.com/bpm-project/bpm/internal/provider/builtin"
@@ -31,6 +34,10 @@ func Main(ctx context.Context, args []string, streams *IOStreams) int {
 	cmd := NewRootCommand(streams)
 	cmd.SetArgs(args)
 	err := cmd.ExecuteContext(ctx)
+	if err != nil && strings.HasPrefix(err.Error(), "unknown command ") {
+		// cobra reports an unknown subcommand as a plain error.
+		err = usagef("%v", err)
+	}
 	var ee *exitError
 	if err != nil && !errors.As(err, &ee) {
 		fmt.Fprintf(streams.ErrOut, "bpm: %v\n", err)
@@ -91,6 +98,7 @@ Exit codes:
 		newSetAlertCommand(g),
 		newSuperviseCommand(g),
 	)
+	usageArgs(root)
 	return root
 }
 
@@ -138,7 +146,7 @@ func (l *lazyKeystore) Get(name string) (string, error) {
 	if l.ks == nil {
 		dir, err := l.g.keystoreDir()
 		if err != nil {
-			return "", err
+			return "", errKeystoreNotOpened
 		}
 		pass, err := keystore.PassphraseFromEnv()
 		if err != nil {
@@ -160,6 +168,11 @@ func (g *globals) keystoreDir() (string, error) {
 	}
 	return cfg.Manager.KeystoreDir, nil
 }
+
+// errKeystoreNotOpened stands in for a keystore reference while the rest of
+// the config is invalid: the config's own errors are reported beside it,
+// and repeating them inside the reference's error would only confuse.
+var errKeystoreNotOpened = errors.New("keystore not opened because the config has other errors")
 
 func (g *globals) openKeystore() (*keystore.Keystore, error) {
 	dir, err := g.keystoreDir()
@@ -193,9 +206,30 @@ func absPath(p string) (string, error) {
 	return a, nil
 }
 
+// classifyConfigErr: a --remote-config file that does not exist is "not
+// found"; every other config problem is invalid input.
 func classifyConfigErr(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return &classified{err: err, kind: provider.ErrNotFound}
+	}
 	if errors.Is(err, api.ErrInvalid) {
 		return err
 	}
-	return fmt.Errorf("%w: %w", api.ErrInvalid, err)
+	return &classified{err: err, kind: api.ErrInvalid}
+}
+
+// usageArgs turns cobra's argument-count errors into usage errors (exit 2)
+// throughout the tree.
+func usageArgs(cmd *cobra.Command) {
+	if orig := cmd.Args; orig != nil {
+		cmd.Args = func(c *cobra.Command, args []string) error {
+			if err := orig(c, args); err != nil {
+				return usagef("%v", err)
+			}
+			return nil
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		usageArgs(sub)
+	}
 }

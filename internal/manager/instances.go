@@ -107,6 +107,7 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 		return api.Instance{}, fmt.Errorf("deploy %s: record handle: %w", inst.ID, err)
 	}
 	m.store.AppendEvent(dctx, inst.ID, state.EventDeploy, "started on "+remote)
+	m.schedule(inst.ID, healthInterval(pkg))
 	if _, err := m.refresh(dctx, p, out); err != nil {
 		log.Warn("status after deploy", "err", err)
 	}
@@ -213,6 +214,7 @@ func (m *Manager) Terminate(ctx context.Context, id string) (api.Instance, error
 	if err != nil {
 		return api.Instance{}, fmt.Errorf("terminate %s: record: %w", id, err)
 	}
+	m.unschedule(id)
 	m.log.Info("terminated", "instance", id)
 	return toAPI(out), nil
 }

@@ -29,7 +29,9 @@ const LocalRemote = "local"
 type Options struct {
 	Config *config.Config
 	Logger *slog.Logger
-	// HealthInterval is how often running instances are checked; default 5s.
+	// HealthInterval is how often the health loop wakes to check the
+	// instances that are due; default one second. Each instance is checked
+	// at its manifest's [health] interval (default 10s).
 	HealthInterval time.Duration
 	// StartGrace is how long a new instance may fail its health check and
 	// still count as starting; default one minute.
@@ -59,6 +61,8 @@ type Manager struct {
 	mu        sync.Mutex
 	providers map[string]provider.Provider // by remote name
 	instLocks map[string]*sync.Mutex
+	// checks holds each live instance's health schedule (under mu).
+	checks map[string]*healthSchedule
 }
 
 // New opens state, takes the manager lock (one manager per data dir) and
@@ -93,13 +97,14 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		healthInt: opts.HealthInterval,
 		providers: map[string]provider.Provider{},
 		instLocks: map[string]*sync.Mutex{},
+		checks:    map[string]*healthSchedule{},
 	}
 	if err := m.cache.load(ctx, store); err != nil {
 		m.Close()
 		return nil, err
 	}
 	if m.healthInt <= 0 {
-		m.healthInt = 5 * time.Second
+		m.healthInt = time.Second
 	}
 	m.startGrace = opts.StartGrace
 	if m.startGrace <= 0 {

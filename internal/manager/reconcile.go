@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/bpm-project/bpm/internal/blueprint"
 	"github.com/bpm-project/bpm/internal/provider"
 	"github.com/bpm-project/bpm/internal/state"
 )
@@ -155,8 +156,9 @@ func (m *Manager) checkAll(ctx context.Context) {
 		m.log.Error("health: list", "err", err)
 		return
 	}
+	now := time.Now()
 	for _, in := range live {
-		if len(in.Handle) == 0 {
+		if len(in.Handle) == 0 || !m.due(in, now) {
 			continue
 		}
 		p, err := m.providerFor(ctx, in.Remote)
@@ -173,4 +175,57 @@ func (m *Manager) checkAll(ctx context.Context) {
 		}
 		unlock()
 	}
+}
+
+// healthSchedule is when an instance is next checked, at the interval its
+// manifest's [health] section asks for.
+type healthSchedule struct {
+	interval time.Duration
+	next     time.Time
+}
+
+// due reports whether the instance's check is due at now, and if so moves
+// its schedule on. An instance first seen here (after a manager restart)
+// has its interval read from its package; a package that no longer loads
+// gets the default.
+func (m *Manager) due(in state.Instance, now time.Time) bool {
+	m.mu.Lock()
+	sch, ok := m.checks[in.ID]
+	m.mu.Unlock()
+	if !ok {
+		interval := blueprint.DefaultHealthInterval
+		if pkg, err := blueprint.Load(in.PackagePath); err == nil {
+			interval = healthInterval(pkg)
+		}
+		sch = m.schedule(in.ID, interval)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if now.Before(sch.next) {
+		return false
+	}
+	sch.next = now.Add(sch.interval)
+	return true
+}
+
+// schedule sets an instance's health interval; its first check is due now.
+func (m *Manager) schedule(id string, interval time.Duration) *healthSchedule {
+	sch := &healthSchedule{interval: interval}
+	m.mu.Lock()
+	m.checks[id] = sch
+	m.mu.Unlock()
+	return sch
+}
+
+func (m *Manager) unschedule(id string) {
+	m.mu.Lock()
+	delete(m.checks, id)
+	m.mu.Unlock()
+}
+
+func healthInterval(pkg *blueprint.Package) time.Duration {
+	if h := pkg.Manifest.Health; h != nil && h.Interval.Duration > 0 {
+		return h.Interval.Duration
+	}
+	return blueprint.DefaultHealthInterval
 }

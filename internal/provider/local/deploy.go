@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bpm-project/bpm/internal/blueprint"
 	"github.com/bpm-project/bpm/internal/health"
 	"github.com/bpm-project/bpm/internal/provider"
 	"github.com/bpm-project/bpm/internal/supervisor"
@@ -64,6 +65,22 @@ func (p *Provider) deploy(ctx context.Context, req provider.DeployRequest) (prov
 		}
 	}
 
+	// Held from the port check until instance.json records this
+	// instance's ports, so two deploys cannot both claim a port.
+	p.portMu.Lock()
+	portsLocked := true
+	unlockPorts := func() {
+		if portsLocked {
+			portsLocked = false
+			p.portMu.Unlock()
+		}
+	}
+	defer unlockPorts()
+	ports := tcpPorts(req.Package.Manifest.Ports)
+	if err := p.portsFree(ctx, req.InstanceID, ports); err != nil {
+		return nil, err
+	}
+
 	path, args, err := p.opts.Executable(ctx, req.Package)
 	if err != nil {
 		return nil, fmt.Errorf("resolve executable: %w", err)
@@ -99,9 +116,11 @@ func (p *Provider) deploy(ctx context.Context, req provider.DeployRequest) (prov
 	} else if ok {
 		m.Health = &hs
 	}
+	m.Ports = ports
 	if err := writeMeta(dir, m); err != nil {
 		return nil, fmt.Errorf("write %s: %w", metaFile, err)
 	}
+	unlockPorts()
 	spec := supervisor.Spec{
 		Path:        path,
 		Args:        args,
@@ -267,4 +286,52 @@ func (p *Provider) supervisorEnv() []string {
 		}
 	}
 	return append(env, p.opts.SupervisorEnv...)
+}
+
+// portsFree refuses a deploy whose TCP ports another live instance has
+// declared or something else on this machine holds. Local instances share
+// the host's ports; without this check a second instance of a package would
+// crash-loop on "address in use" while its health check, answered by the
+// first, said it was fine. The bind probe races with other programs, which
+// the service's own bind still catches.
+func (p *Provider) portsFree(ctx context.Context, self string, ports []int) error {
+	if len(ports) == 0 {
+		return nil
+	}
+	owned, err := p.ListOwned(ctx)
+	if err != nil {
+		return err
+	}
+	for _, o := range owned {
+		if o.InstanceID == self {
+			continue
+		}
+		m, err := readMeta(filepath.Join(p.dir, o.InstanceID))
+		if err != nil {
+			continue
+		}
+		for _, port := range ports {
+			if slices.Contains(m.Ports, port) {
+				return fmt.Errorf("port %d is already used by instance %s: %w", port, o.InstanceID, provider.ErrExists)
+			}
+		}
+	}
+	for _, port := range ports {
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			return fmt.Errorf("port %d is already in use on this machine: %w", port, provider.ErrExists)
+		}
+		l.Close()
+	}
+	return nil
+}
+
+func tcpPorts(ports []blueprint.Port) []int {
+	var out []int
+	for _, pt := range ports {
+		if pt.Protocol == "" || pt.Protocol == "tcp" {
+			out = append(out, pt.Port)
+		}
+	}
+	return out
 }

@@ -42,11 +42,14 @@ func decodeHandle(b provider.Handle) (handle, error) {
 
 // meta is instance.json: what Status needs, never a secret.
 type meta struct {
-	InstanceID  string              `json:"instance_id"`
-	Remote      string              `json:"remote,omitempty"`
-	BlueprintID uint64              `json:"blueprint_id"`
-	ServiceID   uint64              `json:"service_id"`
-	Address     string              `json:"address,omitempty"`
+	InstanceID  string `json:"instance_id"`
+	Remote      string `json:"remote,omitempty"`
+	BlueprintID uint64 `json:"blueprint_id"`
+	ServiceID   uint64 `json:"service_id"`
+	Address     string `json:"address,omitempty"`
+	// Ports are the TCP ports the instance declared, so a later deploy can
+	// see it holds them before the service has bound them.
+	Ports       []int               `json:"ports,omitempty"`
 	Health      *health.Spec        `json:"health,omitempty"`
 	GracePeriod supervisor.Duration `json:"grace_period"`
 	Created     time.Time           `json:"created"`

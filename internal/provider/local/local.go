@@ -78,6 +78,8 @@ type Provider struct {
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
+	// portMu serialises the claim of ports across deploys (see portsFree).
+	portMu sync.Mutex
 }
 
 var (

@@ -720,3 +720,24 @@ func BenchmarkDeploy(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// A second instance wanting a port the first holds is refused up front
+// rather than crash-looping behind the first one's health check.
+func TestDeployRefusesPortInUse(t *testing.T) {
+	ctx := testCtx(t)
+	p := newProvider(t, t.TempDir(), nil)
+	pkg := testPackage(t, "http")
+	first := request(pkg)
+	first.InstanceID = providertest.NewInstanceID()
+	deploy(t, ctx, p, first)
+	second := request(pkg)
+	second.InstanceID = providertest.NewInstanceID()
+	_, err := p.Deploy(ctx, second)
+	if !errors.Is(err, provider.ErrExists) || !strings.Contains(err.Error(), "already used by instance "+first.InstanceID) {
+		t.Fatalf("second deploy on a busy port: %v", err)
+	}
+	owned, _ := p.ListOwned(ctx)
+	if len(owned) != 1 {
+		t.Fatalf("refused deploy left processes: %+v", owned)
+	}
+}
