@@ -96,6 +96,8 @@ Exit codes:
 		newEstimateCostCommand(g),
 		newCostsCommand(g),
 		newSetAlertCommand(g),
+		newGatewayCommand(g),
+		newTunnelCommand(g),
 		newSuperviseCommand(g),
 	)
 	usageArgs(root)
