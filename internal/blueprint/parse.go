@@ -1,12 +1,13 @@
 package blueprint
 
 import (
-	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
+
+	"github.com/bpm-project/bpm/internal/tomlstrict"
 )
 
 // ManifestFile is the name of a package's manifest inside its directory.
@@ -125,10 +128,28 @@ func Load(path string) (*Package, error) {
 // a *ValidationError lists the broken rules.
 func Parse(data []byte, file string) (*Manifest, error) {
 	var m Manifest
-	dec := toml.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
-		return nil, &ParseError{File: file, Problems: decodeProblems(data, err)}
+	// Decoded leniently: go-toml's DisallowUnknownFields matches keys
+	// case-insensitively (it would take `Name = "x"` for name), so unknown
+	// keys are found by tomlstrict, spelled exactly.
+	decErr := toml.Unmarshal(data, &m)
+	keys, err := tomlstrict.NewIndex(data)
+	if err != nil {
+		// Not TOML at all; go-toml's error has the position.
+		if decErr == nil {
+			decErr = err
+		}
+		return nil, &ParseError{File: file, Problems: decodeProblems(data, decErr)}
+	}
+	var ps []Problem
+	for _, u := range keys.Unknown(manifestType, nil) {
+		ps = append(ps, Problem{Line: u.Pos.Line, Column: u.Pos.Col, Message: u.Message()})
+	}
+	if decErr != nil {
+		ps = append(ps, decodeProblems(data, decErr)...)
+	}
+	if len(ps) > 0 {
+		sortProblems(ps)
+		return nil, &ParseError{File: file, Problems: ps}
 	}
 	// Defaults are applied after decoding so that an explicit "0s" can still
 	// be told apart from an absent key and refused.
@@ -145,6 +166,22 @@ func Parse(data []byte, file string) (*Manifest, error) {
 		return nil, err
 	}
 	return &m, nil
+}
+
+var manifestType = reflect.TypeFor[Manifest]()
+
+// sortProblems puts problems in file order, those without a place last, so
+// an unknown key and a type mismatch read top to bottom.
+func sortProblems(ps []Problem) {
+	slices.SortStableFunc(ps, func(a, b Problem) int {
+		if (a.Line == 0) != (b.Line == 0) {
+			if a.Line == 0 {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Column, b.Column))
+	})
 }
 
 // durationKeys are the manifest keys decoded through Duration.UnmarshalText.
@@ -177,19 +214,6 @@ func explicitDurations(data []byte) (durationsSet, error) {
 
 // decodeProblems turns go-toml's errors into positioned, user-facing problems.
 func decodeProblems(data []byte, err error) []Problem {
-	var strict *toml.StrictMissingError
-	if errors.As(err, &strict) {
-		ps := make([]Problem, 0, len(strict.Errors))
-		for i := range strict.Errors {
-			e := &strict.Errors[i]
-			line, col := e.Position()
-			ps = append(ps, Problem{
-				Line: line, Column: col,
-				Message: fmt.Sprintf("unknown key %q", strings.Join(e.Key(), ".")),
-			})
-		}
-		return ps
-	}
 	var de *toml.DecodeError
 	if errors.As(err, &de) {
 		line, col := de.Position()

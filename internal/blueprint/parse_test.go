@@ -281,3 +281,25 @@ func TestParseBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestParseExactSpelling checks that keys are matched as spelled, which
+// go-toml's own strict mode does not do, and that an unknown key and a
+// type mismatch are reported together, in file order.
+func TestParseExactSpelling(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{`Name = "x"`, `blueprint.toml:1:1: unknown key "Name" (did you mean "name"?)`},
+		{"name = \"x\"\nversion = \"1\"\n[[sources]]\nKind = \"testing\"\n",
+			`blueprint.toml:4:1: unknown key "sources.Kind" (did you mean "kind"?)`},
+		{"sources = [{ kind = \"testing\", \"dir\" = \".\", args = [], ARGS = [] }]\n",
+			`blueprint.toml:1:56: unknown key "sources.ARGS" (did you mean "args"?)`},
+		{"version = 1\nresources.CPU = \"1\"\n",
+			"blueprint.toml:1:11: version: expected a string, got integer\n" +
+				`blueprint.toml:2:11: unknown key "resources.CPU" (did you mean "cpu"?)`},
+	} {
+		_, err := Parse([]byte(tc.doc), "blueprint.toml")
+		var pe *ParseError
+		if !errors.As(err, &pe) || err.Error() != tc.want {
+			t.Errorf("Parse(%q) = %v (%T)\nwant %s", tc.doc, err, err, tc.want)
+		}
+	}
+}

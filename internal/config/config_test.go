@@ -627,3 +627,24 @@ func TestNoRemoteProviders(t *testing.T) {
 		t.Errorf("err = %v\nwant %s", err, want)
 	}
 }
+
+// TestKeystoreRefInPathField checks that keystore:NAME in a path field is
+// refused like in any other non-secret field, even with a keystore at hand,
+// rather than resolved against the config directory as a file name.
+func TestKeystoreRefInPathField(t *testing.T) {
+	const refused = "keystore references are only allowed in secret fields"
+	for _, tc := range []struct{ doc, want string }{
+		{"[manager]\nsocket = \"keystore:x\"\n", "c.toml:2:1: manager.socket: " + refused},
+		{"[manager]\npackage_paths = [\"/ok\", \"keystore:x\"]\n", "c.toml:2:1: manager.package_paths[1]: " + refused},
+		{"[manager]\ndata_dir = \"${REF}\"\n", "c.toml:2:1: manager.data_dir: " + refused},
+		{"[remote.lab]\ntype = \"ssh\"\nhosts = [\"pi\"]\nkey = \"keystore:x\"\n", "c.toml:4:1: remote.lab.key: " + refused},
+	} {
+		opts := testOpts()
+		opts.Getenv = testEnv(map[string]string{"REF": "keystore:x"})
+		opts.Keystore = mapKeystore{"x": "secret"}
+		_, err := config.Parse([]byte(tc.doc), "c.toml", opts)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%q: err = %v\nwant %s", tc.doc, err, tc.want)
+		}
+	}
+}

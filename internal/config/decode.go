@@ -13,7 +13,11 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/bpm-project/bpm/internal/provider"
+	"github.com/bpm-project/bpm/internal/tomlstrict"
 )
+
+// position is where a problem is, in the config text.
+type position = tomlstrict.Position
 
 // remoteNameRE keeps names usable in labels, DNS names and file names.
 var remoteNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
@@ -26,7 +30,7 @@ type loader struct {
 	data  []byte
 	opts  LoadOptions
 	probs problems
-	keys  *keyIndex
+	keys  *tomlstrict.Index
 	doc   reflect.Type // the struct the file decodes into
 }
 
@@ -47,7 +51,14 @@ func (l *loader) load() (*Config, error) {
 		l.addDecodeError(err)
 		return nil, l.probs.err()
 	}
-	l.keys = indexKeys(l.data)
+	// The lenient decode above has vetted the syntax, so the index cannot
+	// fail; a failure would mean the two parsers disagree.
+	keys, err := tomlstrict.NewIndex(l.data)
+	if err != nil {
+		l.probs.add(position{}, "%s", err)
+		return nil, l.probs.err()
+	}
+	l.keys = keys
 	remotes, remoteOK := l.remoteSpecs(raw)
 
 	// Pass 2: decode the whole document into a struct built for it, with
@@ -88,7 +99,7 @@ func (l *loader) load() (*Config, error) {
 			Name:     r.name,
 			Type:     r.typ,
 			Settings: doc.Field(2).Field(i).Interface(),
-			Line:     l.keys.pos(displayKey([]string{"remote", r.name})).Line,
+			Line:     l.keys.Pos(tomlstrict.DisplayKey([]string{"remote", r.name})).Line,
 		}
 	}
 
@@ -116,7 +127,7 @@ func (l *loader) remoteSpecs(raw map[string]any) (specs []remoteSpec, ok bool) {
 	}
 	sections, isTable := rv.(map[string]any)
 	if !isTable {
-		l.probs.add(l.keys.pos("remote"), "remote: must be a table of [remote.NAME] sections")
+		l.probs.add(l.keys.Pos("remote"), "remote: must be a table of [remote.NAME] sections")
 		return nil, false
 	}
 	names := make([]string, 0, len(sections))
@@ -125,7 +136,7 @@ func (l *loader) remoteSpecs(raw map[string]any) (specs []remoteSpec, ok bool) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		at := l.keys.pos(displayKey([]string{"remote", name}))
+		at := l.keys.Pos(tomlstrict.DisplayKey([]string{"remote", name}))
 		spec := remoteSpec{name: name}
 		section, isTable := sections[name].(map[string]any)
 		switch {
@@ -150,7 +161,7 @@ func (l *loader) remoteType(spec *remoteSpec, section map[string]any, at positio
 		l.probs.add(at, "remote %q: missing key \"type\" (one of: %s)", spec.name, strings.Join(known, ", "))
 		return false
 	}
-	typeAt := l.keys.pos(displayKey([]string{"remote", spec.name, "type"}))
+	typeAt := l.keys.Pos(tomlstrict.DisplayKey([]string{"remote", spec.name, "type"}))
 	typ, isString := tv.(string)
 	if !isString {
 		l.probs.add(typeAt, "remote %q: \"type\" must be a string (one of: %s)", spec.name, strings.Join(known, ", "))
@@ -218,180 +229,23 @@ func documentType(remotes []remoteSpec, remoteOK bool) reflect.Type {
 }
 
 // checkKeys reports every key the document type does not declare, spelled
-// exactly as declared.
+// exactly as declared. Keys of a remote are named relative to the remote,
+// which is how its provider's documentation lists them.
 func (l *loader) checkKeys(docType reflect.Type) {
-	reported := map[string]bool{}
-	for _, e := range l.keys.entries {
-		bad, hint := unknownKey(docType, e.path)
-		if bad < 0 {
-			continue
+	for _, u := range l.keys.Unknown(docType, remoteTypeKey) {
+		msg := u.Message()
+		if len(u.Path) >= 3 && u.Path[0] == "remote" {
+			key := tomlstrict.DisplayKey(u.Path[2:])
+			msg = fmt.Sprintf("remote %q: %s", u.Path[1], tomlstrict.UnknownMessage(key, u.Hint))
 		}
-		prefix := e.path[:bad+1]
-		k := strings.Join(prefix, "\x00")
-		if reported[k] {
-			continue
-		}
-		reported[k] = true
-		var msg string
-		if len(prefix) >= 3 && prefix[0] == "remote" {
-			msg = fmt.Sprintf("remote %q: unknown key %q", prefix[1], lookupKey(prefix[2:]))
-		} else {
-			msg = fmt.Sprintf("unknown key %q", lookupKey(prefix))
-		}
-		if hint != "" {
-			msg += fmt.Sprintf(" (did you mean %q?)", hint)
-		}
-		l.probs.add(e.pos, "%s", msg)
+		l.probs.add(u.Pos, "%s", msg)
 	}
 }
 
-// unknownKey walks path through t and returns the index of the first
-// segment t does not declare (-1 if all are known) and a close known name.
-func unknownKey(t reflect.Type, path []string) (int, string) {
-	for i, seg := range path {
-		for t.Kind() == reflect.Pointer {
-			t = t.Elem()
-		}
-		// Every remote section has "type", whether or not the provider's
-		// struct declares it.
-		if i == 2 && path[0] == "remote" && seg == "type" {
-			return -1, ""
-		}
-		switch t.Kind() {
-		case reflect.Interface:
-			return -1, ""
-		case reflect.Map:
-			t = t.Elem()
-		case reflect.Slice, reflect.Array:
-			t = t.Elem()
-			if seg == "[]" {
-				continue
-			}
-			for t.Kind() == reflect.Pointer {
-				t = t.Elem()
-			}
-			fallthrough
-		case reflect.Struct:
-			if t.Kind() != reflect.Struct {
-				return -1, ""
-			}
-			ft, ok := fieldType(t, seg)
-			if !ok {
-				return i, suggest(seg, tomlNames(t))
-			}
-			t = ft
-		default:
-			// A key below a scalar is a type mismatch, which go-toml reports.
-			return -1, ""
-		}
-	}
-	return -1, ""
-}
-
-// tomlName is the key a struct field decodes from, and whether it decodes at
-// all. Anonymous struct fields without a name are flattened, as go-toml does.
-func tomlName(f reflect.StructField) (name string, ok bool) {
-	if !f.IsExported() {
-		return "", false
-	}
-	tag := f.Tag.Get("toml")
-	if tag == "-" {
-		return "", false
-	}
-	name, _, _ = strings.Cut(tag, ",")
-	if name == "" {
-		name = f.Name
-	}
-	return name, true
-}
-
-func isFlattened(f reflect.StructField) bool {
-	if !f.Anonymous {
-		return false
-	}
-	name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
-	t := f.Type
-	if t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	return name == "" && t.Kind() == reflect.Struct
-}
-
-func fieldType(t reflect.Type, key string) (reflect.Type, bool) {
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if isFlattened(f) {
-			ft := f.Type
-			if ft.Kind() == reflect.Pointer {
-				ft = ft.Elem()
-			}
-			if r, ok := fieldType(ft, key); ok {
-				return r, true
-			}
-			continue
-		}
-		if name, ok := tomlName(f); ok && name == key {
-			return f.Type, true
-		}
-	}
-	return nil, false
-}
-
-func tomlNames(t reflect.Type) []string {
-	var out []string
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if isFlattened(f) {
-			ft := f.Type
-			if ft.Kind() == reflect.Pointer {
-				ft = ft.Elem()
-			}
-			out = append(out, tomlNames(ft)...)
-			continue
-		}
-		if name, ok := tomlName(f); ok {
-			out = append(out, name)
-		}
-	}
-	return out
-}
-
-// suggest returns the known name closest to key when it is close enough to
-// be a typo: equal ignoring case, or within two edits.
-func suggest(key string, known []string) string {
-	best, bestD := "", 3
-	for _, k := range known {
-		if strings.EqualFold(k, key) {
-			return k
-		}
-		if d := editDistance(strings.ToLower(key), k); d < bestD && d < len(k) {
-			best, bestD = k, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 99 // typos of long keys are not worth quadratic work
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+// remoteTypeKey accepts "type" in every remote section, whether or not the
+// provider's struct declares it.
+func remoteTypeKey(path []string) bool {
+	return len(path) == 3 && path[0] == "remote" && path[2] == "type"
 }
 
 // addDecodeError turns a go-toml error into problems with positions. The
@@ -405,11 +259,8 @@ func (l *loader) addDecodeError(err error) {
 		// go-toml gives some keys relative to their table; the index
 		// knows the full path of the key written at this position.
 		if l.keys != nil {
-			for _, e := range l.keys.entries {
-				if e.pos == (position{row, col}) {
-					key = e.path
-					break
-				}
+			if k, ok := l.keys.KeyAt(position{Line: row, Col: col}); ok {
+				key = k
 			}
 		}
 		msg := strings.TrimPrefix(de.Error(), "toml: ")
@@ -418,7 +269,7 @@ func (l *loader) addDecodeError(err error) {
 		} else {
 			msg = l.friendlyTypeError(key, msg)
 		}
-		l.probs.add(position{row, col}, "%s", keyedMessage(key, msg))
+		l.probs.add(position{Line: row, Col: col}, "%s", keyedMessage(key, msg))
 		return
 	}
 	l.probs.add(position{}, "%s", strings.TrimPrefix(err.Error(), "toml: "))
@@ -430,7 +281,7 @@ func keyedMessage(key []string, msg string) string {
 	if len(key) == 0 {
 		return msg
 	}
-	return lookupKey(key) + ": " + msg
+	return tomlstrict.DisplayKey(key) + ": " + msg
 }
 
 var tomlKindRE = regexp.MustCompile(`cannot decode TOML ([a-z ]+?) into`)
@@ -449,7 +300,7 @@ func (l *loader) friendlyTypeError(key []string, msg string) string {
 		}
 		switch t.Kind() {
 		case reflect.Struct:
-			ft, ok := fieldType(t, k)
+			ft, ok := tomlstrict.Field(t, k)
 			if !ok {
 				return msg
 			}

@@ -10,14 +10,16 @@
 //
 //   - Each provider type registers a typed struct (provider.Info.NewConfig);
 //     a remote's section is decoded into it, and any key the struct does not
-//     declare, spelled exactly, is an error with its line and column.
+//     declare, spelled exactly, is an error with its line and column
+//     (package tomlstrict does the checking).
 //   - ${VAR} and ${VAR:-default} are expanded in every string; a missing
 //     variable without a default is an error naming the key. $$ is a dollar.
 //   - ~ and ~/ are expanded in fields tagged path:"true"; relative paths are
 //     resolved against the config file's directory.
 //   - A field tagged secret:"true" may hold keystore:NAME, resolved through
-//     the keystore at load. Secret fields have the type Secret, which never
-//     prints its value, and Redacted replaces them for `bpm config show`.
+//     the keystore at load; in any other field, path fields included, it is
+//     an error. Secret fields have the type Secret, which never prints its
+//     value, and Redacted replaces them for `bpm config show`.
 //   - Validation, including each provider struct's Validate method, reports
 //     every problem at once, each with its key and line.
 //

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/bpm-project/bpm/internal/keystore"
+	"github.com/bpm-project/bpm/internal/tomlstrict"
 )
 
 // KeystorePrefix marks a secret field's value as a keystore reference.
@@ -35,7 +36,7 @@ func (l *loader) expandAll(cfg *Config) {
 	l.walkStrings(reflect.ValueOf(&cfg.ServiceEnv).Elem(), "service_env", fieldTags{}, cfg)
 	for _, name := range cfg.RemoteNames() {
 		r := cfg.Remotes[name]
-		l.walkStrings(reflect.ValueOf(r.Settings), displayKey([]string{"remote", name}), fieldTags{}, cfg)
+		l.walkStrings(reflect.ValueOf(r.Settings), tomlstrict.DisplayKey([]string{"remote", name}), fieldTags{}, cfg)
 	}
 }
 
@@ -51,15 +52,15 @@ func (l *loader) walkStrings(v reflect.Value, key string, tags fieldTags, cfg *C
 		t := v.Type()
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
-			if isFlattened(f) {
+			if tomlstrict.IsFlattened(f) {
 				l.walkStrings(v.Field(i), key, tags, cfg)
 				continue
 			}
-			name, ok := tomlName(f)
+			name, ok := tomlstrict.FieldName(f)
 			if !ok {
 				continue
 			}
-			l.walkStrings(v.Field(i), joinField(key, displayKey([]string{name})), tagsOf(f), cfg)
+			l.walkStrings(v.Field(i), joinField(key, tomlstrict.DisplayKey([]string{name})), tagsOf(f), cfg)
 		}
 	case reflect.Slice, reflect.Array:
 		for i := 0; i < v.Len(); i++ {
@@ -76,7 +77,7 @@ func (l *loader) walkStrings(v reflect.Value, key string, tags fieldTags, cfg *C
 			// Map values are not addressable: work on a copy, write it back.
 			cp := reflect.New(v.Type().Elem()).Elem()
 			cp.Set(iter.Value())
-			l.walkStrings(cp, joinField(key, displayKey([]string{iter.Key().String()})), tags, cfg)
+			l.walkStrings(cp, joinField(key, tomlstrict.DisplayKey([]string{iter.Key().String()})), tags, cfg)
 			updates = append(updates, kv{iter.Key(), cp})
 		}
 		for _, u := range updates {
@@ -97,23 +98,18 @@ func (l *loader) walkStrings(v reflect.Value, key string, tags fieldTags, cfg *C
 	}
 }
 
-// expandString applies, in order, ${VAR} expansion, ~ and BaseDir for paths,
-// and keystore resolution for secrets. Messages name the key and never the
-// value of a secret.
+// expandString applies, in order, ${VAR} expansion, keystore resolution for
+// secrets, and ~ and BaseDir for paths. The keystore prefix is looked at
+// before path resolution, so keystore:NAME in a path field is refused like
+// in any other non-secret field rather than becoming the relative path
+// "<config dir>/keystore:NAME". Messages name the key and never the value
+// of a secret.
 func (l *loader) expandString(s, key string, tags fieldTags) (string, bool) {
-	at := l.keys.pos(key)
+	at := l.keys.Pos(key)
 	out, err := expandEnv(s, l.opts.getenv)
 	if err != nil {
 		l.probs.add(at, "%s: %s", key, err)
 		return "", false
-	}
-	if tags.path && out != "" {
-		p, err := l.expandPath(out)
-		if err != nil {
-			l.probs.add(at, "%s: %s", key, err)
-			return "", false
-		}
-		out = p
 	}
 	if name, ok := strings.CutPrefix(out, KeystorePrefix); ok {
 		if !tags.secret {
@@ -133,7 +129,16 @@ func (l *loader) expandString(s, key string, tags fieldTags) (string, bool) {
 			l.probs.add(at, "%s: keystore entry %q: %s", key, name, err)
 			return "", false
 		}
-		out = v
+		// The entry is the value itself, not a path to resolve.
+		return v, true
+	}
+	if tags.path && out != "" {
+		p, err := l.expandPath(out)
+		if err != nil {
+			l.probs.add(at, "%s: %s", key, err)
+			return "", false
+		}
+		out = p
 	}
 	return out, true
 }

@@ -3,6 +3,8 @@ package config
 import (
 	"reflect"
 	"strings"
+
+	"github.com/bpm-project/bpm/internal/tomlstrict"
 )
 
 // Redacted returns cfg as nested maps keyed by TOML key, for `bpm config
@@ -96,7 +98,7 @@ func addStructFields(m map[string]any, v reflect.Value) {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		if isFlattened(f) {
+		if tomlstrict.IsFlattened(f) {
 			fv := v.Field(i)
 			if fv.Kind() == reflect.Pointer {
 				if fv.IsNil() {
@@ -107,7 +109,7 @@ func addStructFields(m map[string]any, v reflect.Value) {
 			addStructFields(m, fv)
 			continue
 		}
-		name, ok := tomlName(f)
+		name, ok := tomlstrict.FieldName(f)
 		if !ok {
 			continue
 		}

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/bpm-project/bpm/internal/tomlstrict"
 )
 
 // applyDefaults fills every empty [manager] and [service_env] value. The
@@ -118,7 +120,7 @@ func (l *loader) validate(cfg *Config) {
 		if !ok {
 			continue
 		}
-		l.addFieldErrors(displayKey([]string{"remote", name}), v.Validate())
+		l.addFieldErrors(tomlstrict.DisplayKey([]string{"remote", name}), v.Validate())
 	}
 }
 
@@ -130,7 +132,7 @@ func (l *loader) addFieldErrors(prefix string, err error) {
 			l.probs.add(position{}, "%s", f.Msg)
 			continue
 		}
-		l.probs.add(l.keys.pos(key), "%s: %s", key, f.Msg)
+		l.probs.add(l.keys.Pos(key), "%s: %s", key, f.Msg)
 	}
 }
 
