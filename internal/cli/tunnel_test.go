@@ -25,7 +25,14 @@ func runSub(t *testing.T, g *globals, mk func(*globals) *cobra.Command, args ...
 	var out, errb bytes.Buffer
 	g.streams = &IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errb}
 	root := NewRootCommand(g.streams)
-	root.AddCommand(mk(g))
+	// Swap the tree's own command for one bound to the test's globals.
+	sub := mk(g)
+	for _, c := range root.Commands() {
+		if c.Name() == sub.Name() {
+			root.RemoveCommand(c)
+		}
+	}
+	root.AddCommand(sub)
 	root.SetArgs(args)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
