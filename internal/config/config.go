@@ -20,6 +20,8 @@ type Config struct {
 	File       string
 	Manager    Manager
 	ServiceEnv ServiceEnv
+	// Hub is the [hub] section, defaults applied.
+	Hub Hub
 	// Remotes holds every [remote.NAME] section by name. The implicit
 	// "local" remote is not in it.
 	Remotes map[string]*Remote

@@ -91,6 +91,7 @@ func (l *loader) load() (*Config, error) {
 		File:       l.file,
 		Manager:    doc.Field(0).Interface().(Manager),
 		ServiceEnv: doc.Field(1).Interface().(ServiceEnv),
+		Hub:        doc.Field(3).Interface().(Hub),
 		Remotes:    map[string]*Remote{},
 		secrets:    &secretSet{},
 	}
@@ -225,6 +226,8 @@ func documentType(remotes []remoteSpec, remoteOK bool) reflect.Type {
 		{Name: "Manager", Type: reflect.TypeFor[Manager](), Tag: `toml:"manager"`},
 		{Name: "ServiceEnv", Type: reflect.TypeFor[ServiceEnv](), Tag: `toml:"service_env"`},
 		{Name: "Remote", Type: remoteType, Tag: `toml:"remote"`},
+		// Appended last so the fields above keep the indices load uses.
+		{Name: "Hub", Type: reflect.TypeFor[Hub](), Tag: `toml:"hub"`},
 	})
 }
 

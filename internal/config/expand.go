@@ -34,6 +34,7 @@ func tagsOf(f reflect.StructField) fieldTags {
 func (l *loader) expandAll(cfg *Config) {
 	l.walkStrings(reflect.ValueOf(&cfg.Manager).Elem(), "manager", fieldTags{}, cfg)
 	l.walkStrings(reflect.ValueOf(&cfg.ServiceEnv).Elem(), "service_env", fieldTags{}, cfg)
+	l.walkStrings(reflect.ValueOf(&cfg.Hub).Elem(), "hub", fieldTags{}, cfg)
 	for _, name := range cfg.RemoteNames() {
 		r := cfg.Remotes[name]
 		l.walkStrings(reflect.ValueOf(r.Settings), tomlstrict.DisplayKey([]string{"remote", name}), fieldTags{}, cfg)

@@ -26,6 +26,7 @@ func Redacted(cfg *Config) map[string]any {
 	out := map[string]any{
 		"manager":     toPrintable(reflect.ValueOf(cfg.Manager), fieldTags{}),
 		"service_env": toPrintable(reflect.ValueOf(cfg.ServiceEnv), fieldTags{}),
+		"hub":         toPrintable(reflect.ValueOf(cfg.Hub), fieldTags{}),
 	}
 	if len(remotes) > 0 {
 		out["remote"] = remotes

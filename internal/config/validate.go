@@ -11,7 +11,7 @@ import (
 	"github.com/bpm-project/bpm/internal/tomlstrict"
 )
 
-// applyDefaults fills every empty [manager] and [service_env] value. The
+// applyDefaults fills every empty [manager], [service_env] and [hub] value. The
 // chain of defaults (data_dir, then runtime_dir, then socket) follows what
 // the operator did set.
 func (l *loader) applyDefaults(cfg *Config) {
@@ -42,6 +42,8 @@ func (l *loader) applyDefaults(cfg *Config) {
 	if m.KeystoreDir == "" {
 		m.KeystoreDir = filepath.Join(m.DataDir, "keystore")
 	}
+
+	cfg.Hub.applyDefaults()
 
 	e := &cfg.ServiceEnv
 	if e.HTTPRPCURL == "" {
@@ -113,6 +115,7 @@ func (l *loader) validate(cfg *Config) {
 		}
 	}
 	l.addFieldErrors("", fe.Err())
+	l.addFieldErrors("hub", cfg.Hub.Validate())
 
 	for _, name := range cfg.RemoteNames() {
 		r := cfg.Remotes[name]
