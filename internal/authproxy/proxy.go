@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -173,6 +174,7 @@ func (s *Server) buildRoute(rec *registry.Record) (*route, error) {
 			BufferPool:     bufPool{},
 			ErrorHandler:   s.upstreamError,
 			ModifyResponse: setResponseRequestID,
+			ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		}
 		if i == 0 {
 			rt.h1 = rp

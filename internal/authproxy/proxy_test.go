@@ -352,7 +352,6 @@ func TestHeaderHygiene(t *testing.T) {
 	}
 }
 
-
 // TestProxyRefusals: every refusal answers with its code and nothing
 // reaches the upstream.
 func TestProxyRefusals(t *testing.T) {
@@ -786,4 +785,3 @@ func TestUnauthenticatedExtrasNotServed(t *testing.T) {
 		t.Fatal("reached upstream")
 	}
 }
-
