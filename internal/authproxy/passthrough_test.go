@@ -172,4 +172,3 @@ func TestGRPCStreamingPassThrough(t *testing.T) {
 		t.Fatal("gRPC call without a token went through")
 	}
 }
-
