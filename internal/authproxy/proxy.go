@@ -168,9 +168,11 @@ func (s *Server) buildRoute(rec *registry.Record) (*route, error) {
 		}
 		rt.transports = append(rt.transports, t)
 		rp := &httputil.ReverseProxy{
-			Rewrite:        func(pr *httputil.ProxyRequest) { rewrite(pr, target) },
-			Transport:      t,
-			FlushInterval:  -1, // gRPC streams and SSE must not be buffered
+			Rewrite:   func(pr *httputil.ProxyRequest) { rewrite(pr, target) },
+			Transport: t,
+			// 0: responses of known length are buffered; streams (no length:
+			// gRPC, chunked, SSE) are flushed at once by ReverseProxy itself.
+			FlushInterval:  0,
 			BufferPool:     bufPool{},
 			ErrorHandler:   s.upstreamError,
 			ModifyResponse: setResponseRequestID,
@@ -330,10 +332,15 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request, rid string) {
 	var id registry.ID
 	switch {
 	case strings.HasPrefix(cred, pasetoLocalHeader):
-		c, err := parseToken(s.key, cred, now)
-		if err != nil {
-			refuse(w, rid, http.StatusUnauthorized)
-			return
+		c := s.tokens.get(cred, now)
+		if c == nil {
+			var end time.Time
+			var err error
+			if c, end, err = parseTokenEnd(s.key, cred, now); err != nil {
+				refuse(w, rid, http.StatusUnauthorized)
+				return
+			}
+			s.tokens.put(cred, c, end)
 		}
 		id = c.Service()
 		// bpm: a token dies with its key (revoked, expired or deleted).

@@ -93,6 +93,9 @@ type Server struct {
 	keys  *KeyStore
 	reg   *registry.Registry
 	chals *challenges
+	// tokens caches parsed tokens: keyed by the token itself, so a cached
+	// entry can only be hit by someone holding that exact token.
+	tokens tokenCache
 
 	routesMu sync.RWMutex
 	routes   map[registry.ID]*route

@@ -97,30 +97,42 @@ func issueToken(key *TokenKey, ki *KeyInfo, headers map[string]string, now time.
 // parseToken opens and checks a token: authentic, within nbf..exp, and
 // claims unexpired. It says nothing about why a token failed.
 func parseToken(key *TokenKey, tok string, now time.Time) (*Claims, error) {
+	c, _, err := parseTokenEnd(key, tok, now)
+	return c, err
+}
+
+// parseTokenEnd is parseToken that also returns the instant the token stops
+// being valid (the earlier of the outer exp and the claims' expires_at).
+func parseTokenEnd(key *TokenKey, tok string, now time.Time) (*Claims, time.Time, error) {
+	var zero time.Time
 	if len(tok) > 8192 {
-		return nil, errBadToken
+		return nil, zero, errBadToken
 	}
 	raw, err := pasetoDecrypt(&key.k, tok, nil, nil)
 	if err != nil {
-		return nil, errBadToken
+		return nil, zero, errBadToken
 	}
 	var p tokenPayload
 	if err := json.Unmarshal(raw, &p); err != nil {
-		return nil, errBadToken
+		return nil, zero, errBadToken
 	}
 	exp, err1 := time.Parse(time.RFC3339, p.EXP)
 	nbf, err2 := time.Parse(time.RFC3339, p.NBF)
 	if err1 != nil || err2 != nil || !now.Before(exp) || now.Before(nbf) {
-		return nil, errBadToken
+		return nil, zero, errBadToken
 	}
 	var c Claims
 	if err := json.Unmarshal([]byte(p.Data), &c); err != nil {
-		return nil, errBadToken
+		return nil, zero, errBadToken
 	}
-	if uint64(now.Unix()) >= c.ExpiresAt {
-		return nil, errBadToken
+	if c.ExpiresAt > 1<<62 || uint64(now.Unix()) >= c.ExpiresAt {
+		return nil, zero, errBadToken
 	}
-	return &c, nil
+	end := time.Unix(int64(c.ExpiresAt), 0)
+	if exp.Before(end) {
+		end = exp
+	}
+	return &c, end, nil
 }
 
 // scopesHeader is the x-scopes value: lowercased, deduplicated, sorted,
