@@ -139,13 +139,14 @@ func checkBinaryValue(v string) error {
 	return errors.New("binary value is not base64")
 }
 
-// stripped are removed from every proxied request. Upstream's list, plus
-// (bpm) the identity headers the proxy injects itself, so a client can
-// never present them: x-user-id/x-user-email/x-customer-email (upstream
-// passes client values through), x-auth-method and x-client-cert-*, and
-// cookies are left alone (they are the service's business). x-tenant-* is
-// removed by prefix. Hop-by-hop headers (connection, upgrade, te, …) are
-// handled by the reverse proxy, which keeps a WebSocket upgrade working.
+// stripped are removed from every proxied request: upstream's list, plus
+// (bpm) every identity header the proxy may inject itself, so that a client
+// can never present one — x-user-id, x-user-email and x-customer-email
+// (upstream passes client values through), x-auth-method, x-client-cert-*,
+// and the credentials and routing hints x-api-key and x-service-id.
+// x-tenant-* is removed by prefix. Hop-by-hop headers (connection, upgrade,
+// te, …) are handled by the reverse proxy, which keeps a WebSocket upgrade
+// working. Cookies pass: they are the service's business.
 var stripped = []string{
 	"Authorization", "X-Scope", "X-Scopes", "Host", "Content-Length", "Proxy-Authorization",
 	"Proxy-Authenticate", "X-Forwarded-Host", "X-Forwarded-For", "X-Forwarded-Proto", "X-Real-Ip",
