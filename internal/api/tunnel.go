@@ -23,9 +23,12 @@ type TunnelStatus struct {
 	Peers []TunnelPeer `json:"peers" yaml:"peers"`
 }
 
-// TunnelHub describes the hub's WireGuard endpoint.
+// TunnelHub describes the hub's WireGuard endpoint. The hub starts only when
+// a remote needs it; until then Running is false, PublicKey is empty and
+// ListenPort is the configured port.
 type TunnelHub struct {
-	PublicKey  string `json:"public_key" yaml:"public_key"`
+	Running    bool   `json:"running" yaml:"running"`
+	PublicKey  string `json:"public_key,omitempty" yaml:"public_key,omitempty"`
 	Address    string `json:"address" yaml:"address"`   // tunnel address, e.g. 10.77.0.1
 	CIDR       string `json:"cidr" yaml:"cidr"`         // tunnel network, e.g. 10.77.0.0/16
 	Endpoint   string `json:"endpoint" yaml:"endpoint"` // host:port gateways dial
@@ -43,8 +46,11 @@ type TunnelPeer struct {
 	LastHandshake *time.Time `json:"last_handshake,omitempty" yaml:"last_handshake,omitempty"`
 	RxBytes       uint64     `json:"rx_bytes" yaml:"rx_bytes"`
 	TxBytes       uint64     `json:"tx_bytes" yaml:"tx_bytes"`
-	// Health is "ok" (the gateway's /healthz answered), "unreachable", or
-	// "unknown" (not checked yet); HealthMessage says why when not ok.
+	// Health is "ok" (the gateway's /healthz answered), "unreachable"
+	// (a handshake happened but the control channel did not answer: the
+	// gateway is down, or the peer is a plain WireGuard peer without one),
+	// or "unknown" (no handshake since the hub started, so nothing was
+	// checked); HealthMessage says why when not ok.
 	Health        string `json:"health" yaml:"health"`
 	HealthMessage string `json:"health_message,omitempty" yaml:"health_message,omitempty"`
 }

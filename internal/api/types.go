@@ -54,7 +54,24 @@ type InstanceDetail struct {
 	Instance     `yaml:",inline"`
 	Restarts     int      `json:"restarts" yaml:"restarts"`
 	Capabilities []string `json:"capabilities,omitempty" yaml:"capabilities,omitempty"`
-	Events       []Event  `json:"events" yaml:"events"`
+	// Route is the service registry's entry for the instance: how the auth
+	// proxy reaches it. Nil when the instance has none (no port, not yet
+	// running, terminated, or its service id is routed to another instance).
+	Route  *Route  `json:"route,omitempty" yaml:"route,omitempty"`
+	Events []Event `json:"events" yaml:"events"`
+}
+
+// Route is one service registry entry as status shows it.
+type Route struct {
+	// Service is the registry key, "service_id:sub_id".
+	Service string `json:"service" yaml:"service"`
+	// Transport is tcp-local, unix or tunnel.
+	Transport string `json:"transport" yaml:"transport"`
+	// Gateway is the remote whose tunnel reaches the upstream (tunnel only).
+	Gateway string `json:"gateway,omitempty" yaml:"gateway,omitempty"`
+	// Upstream is the URL the proxy forwards to, as seen from the gateway
+	// for the tunnel transport.
+	Upstream string `json:"upstream" yaml:"upstream"`
 }
 
 // ListResponse is the reply to a list call.

@@ -262,6 +262,13 @@ func newStatusCommand(g *globals) *cobra.Command {
 					row(tw, "Address:", d.Address)
 				}
 				row(tw, "Restarts:", d.Restarts)
+				if r := d.Route; r != nil {
+					via := r.Transport
+					if r.Gateway != "" {
+						via += " (gateway " + r.Gateway + ")"
+					}
+					row(tw, "Route:", fmt.Sprintf("service %s → %s via %s", r.Service, r.Upstream, via))
+				}
 				row(tw, "Created:", d.CreatedAt.Local().Format(time.RFC3339))
 				if len(d.Capabilities) > 0 {
 					row(tw, "Capabilities:", strings.Join(d.Capabilities, ", "))

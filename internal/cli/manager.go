@@ -12,6 +12,7 @@ import (
 	"github.com/bpm-project/bpm/internal/api"
 	"github.com/bpm-project/bpm/internal/blueprint"
 	"github.com/bpm-project/bpm/internal/config"
+	"github.com/bpm-project/bpm/internal/keystore"
 	"github.com/bpm-project/bpm/internal/manager"
 	"github.com/bpm-project/bpm/internal/provider"
 )
@@ -23,7 +24,18 @@ func startManager(ctx context.Context, g *globals) (*manager.Manager, *config.Co
 		return nil, nil, nil, err
 	}
 	log := slog.New(slog.NewTextHandler(g.streams.ErrOut, &slog.HandlerOptions{Level: cfg.Manager.SlogLevel()}))
-	m, err := manager.New(ctx, manager.Options{Config: cfg, Logger: log})
+	m, err := manager.New(ctx, manager.Options{Config: cfg, Logger: log,
+		// Opened only when the WireGuard hub first starts, so a local-only
+		// operator is never asked for the passphrase. The directory is the
+		// loaded config's, which is what openKeystore would read again.
+		Keystore: func() (manager.Keystore, error) {
+			pass, err := keystore.PassphraseFromEnv()
+			if err != nil {
+				return nil, err
+			}
+			return keystore.Open(cfg.Manager.KeystoreDir, pass)
+		},
+	})
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -84,6 +84,20 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 	// finishing is better still.
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
 	defer cancel()
+	if remote != LocalRemote {
+		// The remote's peer must exist before its gateway can dial in. The
+		// intent row is already live, so the declarative peer set
+		// includes this remote.
+		if err := m.reconcilePeers(dctx); err != nil {
+			log.Warn("deploy failed: tunnel", "err", err)
+			msg := err.Error()
+			st := provider.StateFailed
+			if _, uerr := m.update(dctx, inst.ID, state.Update{State: &st, Message: &msg}); uerr != nil {
+				log.Error("record failed deploy", "err", uerr)
+			}
+			return api.Instance{}, fmt.Errorf("deploy %s: %w", inst.ID, err)
+		}
+	}
 	m.setState(dctx, inst.ID, provider.StateCreating, "")
 	h, err := p.Deploy(dctx, provider.DeployRequest{
 		InstanceID:  inst.ID,
@@ -114,6 +128,7 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 	if out, err = m.store.GetInstance(dctx, inst.ID); err != nil {
 		return api.Instance{}, fmt.Errorf("deploy %s: %w", inst.ID, err)
 	}
+	m.syncRoute(dctx, out)
 	log.Info("deployed", "state", out.State, "address", out.Address)
 	return toAPI(out), nil
 }
@@ -215,6 +230,15 @@ func (m *Manager) Terminate(ctx context.Context, id string) (api.Instance, error
 		return api.Instance{}, fmt.Errorf("terminate %s: record: %w", id, err)
 	}
 	m.unschedule(id)
+	m.dropRoutes(tctx, id)
+	if inst.Remote != LocalRemote {
+		// The remote's last instance takes its peer with it (unless the
+		// remote was exported by hand). The instance is gone either way,
+		// so a failure here is only worth a warning.
+		if err := m.reconcilePeers(tctx); err != nil {
+			m.log.Warn("tunnel peers after terminate", "instance", id, "err", err)
+		}
+	}
 	m.log.Info("terminated", "instance", id)
 	return toAPI(out), nil
 }
@@ -266,6 +290,7 @@ func (m *Manager) Status(ctx context.Context, id string) (api.InstanceDetail, er
 		}
 	}
 	d.Instance = toAPI(inst)
+	d.Route = m.routeOf(id)
 	evs, err := m.store.Events(ctx, id, 20)
 	if err != nil {
 		return api.InstanceDetail{}, fmt.Errorf("status %s: events: %w", id, err)
@@ -297,8 +322,12 @@ func (m *Manager) refresh(ctx context.Context, p provider.Provider, inst state.I
 		if s.Address != "" {
 			u.Address = &s.Address
 		}
-		if _, err := m.update(ctx, inst.ID, u); err != nil {
+		out, err := m.update(ctx, inst.ID, u)
+		if err != nil {
 			return s, err
+		}
+		if out.Address != inst.Address {
+			m.syncRoute(ctx, out)
 		}
 	}
 	return s, nil

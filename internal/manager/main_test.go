@@ -41,9 +41,15 @@ type fixture struct {
 	stop   func()
 	// override tweaks the local provider of the next start.
 	override func(*local.Options)
+	// keystore is passed as Options.Keystore (nil: no keystore).
+	keystore func() (manager.Keystore, error)
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { t.Helper(); return newFixtureConfig(t, "") }
+
+// newFixtureConfig is newFixture with more config text after [manager]
+// (a [hub] section, [remote.NAME] sections).
+func newFixtureConfig(t *testing.T, extra string) *fixture {
 	t.Helper()
 	// Unix socket paths are limited to 108 bytes: t.TempDir is too deep.
 	root, err := os.MkdirTemp("", "bpm-mgr-")
@@ -55,7 +61,8 @@ func newFixture(t *testing.T) *fixture {
 [manager]
 data_dir = %q
 runtime_dir = %q
-`, filepath.Join(root, "data"), filepath.Join(root, "run"))), "test.toml", config.LoadOptions{})
+%s
+`, filepath.Join(root, "data"), filepath.Join(root, "run"), extra)), "test.toml", config.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +85,7 @@ func (f *fixture) start() {
 	m, err := manager.New(ctx, manager.Options{
 		Config:         f.cfg,
 		HealthInterval: 100 * time.Millisecond,
+		Keystore:       f.keystore,
 		LocalOverride: func(o *local.Options) {
 			localTestOptions(o)
 			if f.override != nil {

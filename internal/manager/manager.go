@@ -18,7 +18,9 @@ import (
 	"github.com/bpm-project/bpm/internal/config"
 	"github.com/bpm-project/bpm/internal/provider"
 	"github.com/bpm-project/bpm/internal/provider/local"
+	"github.com/bpm-project/bpm/internal/registry"
 	"github.com/bpm-project/bpm/internal/state"
+	"github.com/bpm-project/bpm/internal/tunnel"
 	"github.com/bpm-project/bpm/internal/version"
 )
 
@@ -40,6 +42,12 @@ type Options struct {
 	// it is built (tests point the supervisor and the executable at their
 	// own re-executed binary).
 	LocalOverride func(*local.Options)
+	// Keystore opens bpm's keystore. The manager calls it only when the
+	// WireGuard hub first starts (its key and generated remote keys are
+	// kept there), so a local-only operator needs no passphrase. Nil means
+	// no keystore: the hub then refuses to start, naming the variables
+	// that would provide one.
+	Keystore func() (Keystore, error)
 }
 
 // Manager orchestrates instances. Create it with New, serve with Serve, and
@@ -57,6 +65,10 @@ type Manager struct {
 
 	local provider.Provider
 	cache instanceCache
+	// hubs is the WireGuard hub, started when a remote first needs it.
+	hubs hubState
+	// registry maps service ids to upstreams (instances with a port).
+	registry *registry.Registry
 
 	mu        sync.Mutex
 	providers map[string]provider.Provider // by remote name
@@ -103,6 +115,17 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		m.Close()
 		return nil, err
 	}
+	// Neither the allocator nor the registry does network I/O or needs the
+	// keystore, so both exist from the start; only the hub is lazy.
+	m.hubs.open = opts.Keystore
+	if m.hubs.alloc, err = tunnel.NewAllocator(cfg.Hub.Prefix(), metaStore{store}); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("manager: %w", err)
+	}
+	if m.registry, err = registry.Open(ctx, registryStore{store}, log.With("component", "registry")); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("manager: %w", err)
+	}
 	if m.healthInt <= 0 {
 		m.healthInt = time.Second
 	}
@@ -148,8 +171,10 @@ func takeLock(path string) (*os.File, error) {
 	return f, nil
 }
 
-// Close releases state and the lock. Instances keep running.
+// Close stops the hub and releases state and the lock. Instances keep
+// running; gateways re-handshake with the next manager's hub.
 func (m *Manager) Close() error {
+	m.closeHub()
 	m.mu.Lock()
 	for _, p := range m.providers {
 		if c, ok := p.(provider.Closer); ok {

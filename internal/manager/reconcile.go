@@ -38,6 +38,15 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	m.syncRoutes(ctx)
+	// Bring the hub up for the remotes that need it, so their gateways find
+	// it again after a manager restart. A failure (no keystore passphrase,
+	// port taken) leaves local instances unaffected and is retried by the
+	// next deploy, terminate, export or tunnel status.
+	if err := m.reconcilePeers(ctx); err != nil {
+		m.log.Warn("tunnel hub not started", "err", err)
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 

@@ -115,6 +115,25 @@ func (m *Manager) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, inst)
 	})
+	mux.HandleFunc("GET "+p+"/tunnel/peers", func(w http.ResponseWriter, r *http.Request) {
+		st, err := m.TunnelStatus(r.Context())
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
+	})
+	mux.HandleFunc("GET "+p+"/tunnel/peers/{remote}/config", func(w http.ResponseWriter, r *http.Request) {
+		// The reply holds the remote's private key: it goes to the 0600
+		// socket's client and nowhere else (no logging of bodies here).
+		pc, err := m.TunnelPeerConfig(r.Context(), r.PathValue("remote"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		writeJSON(w, http.StatusOK, pc)
+	})
 	mux.HandleFunc("GET "+p+"/instances/{id}/logs", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		follow, err := queryBool(q.Get("follow"), "follow")
