@@ -223,12 +223,14 @@ func (m *Manager) peerRemotes(ctx context.Context) ([]string, error) {
 // when some remote needs it and does nothing while none does and the hub
 // is not running (the local-only path).
 func (m *Manager) reconcilePeers(ctx context.Context) error {
+	m.hubs.mu.Lock()
+	defer m.hubs.mu.Unlock()
+	// Computed under the lock: two reconciles racing must not apply an
+	// older desired set after a newer one.
 	names, err := m.peerRemotes(ctx)
 	if err != nil {
 		return fmt.Errorf("tunnel peers: %w", err)
 	}
-	m.hubs.mu.Lock()
-	defer m.hubs.mu.Unlock()
 	if len(names) == 0 && m.hubs.hub == nil {
 		return nil
 	}
@@ -419,12 +421,16 @@ func (m *Manager) TunnelPeerConfig(ctx context.Context, remote string) (api.Tunn
 	// passphrase leaves nothing behind.
 	m.hubs.mu.Lock()
 	h, err := m.startHubLocked(ctx)
+	if err == nil {
+		// Under the hub lock, which also serialises this read-modify-write
+		// of the exported list between concurrent exports.
+		if err = m.markExported(ctx, remote); err != nil {
+			err = fmt.Errorf("export peer %s: %w", remote, err)
+		}
+	}
 	m.hubs.mu.Unlock()
 	if err != nil {
 		return api.TunnelPeerConfig{}, err
-	}
-	if err := m.markExported(ctx, remote); err != nil {
-		return api.TunnelPeerConfig{}, fmt.Errorf("export peer %s: %w", remote, err)
 	}
 	if err := m.reconcilePeers(ctx); err != nil {
 		return api.TunnelPeerConfig{}, err
