@@ -270,6 +270,8 @@ auth_token = "keystore:fly-token"
 
 func TestNotFoundExitCodes(t *testing.T) {
 	specWorkspace(t)
+	// A config without remotes, so a local-only build reads it too.
+	os.WriteFile(filepath.Join(os.Getenv("BPM_CONFIG_DIR"), "config.toml"), nil, 0o600)
 	for _, args := range [][]string{
 		{"package", "validate", "./no/such/dir"},
 		{"package", "inspect", "no-such-package"},
