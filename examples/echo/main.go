@@ -5,6 +5,17 @@
 // GET /healthz with "ok", and echoes every other request back as JSON with
 // the Blueprint SDK environment it was started with. It ignores its
 // arguments, since the SDK passes "run" and flags to native services.
+//
+// When BRIDGE_SOCKET_PATH is set (the manager sets it), echo registers with
+// the manager's bridge as a Blueprint service does: Ping, then
+// RegisterBlueprintServiceProxy for $SERVICE_ID with upstream
+// http://127.0.0.1:<port>, API key prefix $ECHO_API_KEY_PREFIX (default
+// empty, as the SDK's) and the owners in $ECHO_OWNERS, comma-separated
+// "ecdsa:<hex>" or "sr25519:<hex>" public keys (`bpm auth keygen` prints
+// one). Without owners the service is registered but nobody can log in to
+// it. On SIGTERM it unregisters before it stops. A missing or silent bridge
+// costs one log line: echo keeps serving, standalone or under a manager
+// that does not serve the bridge.
 package main
 
 import (
@@ -91,6 +102,10 @@ func listenAddr(getenv func(string) string) string {
 // run serves until ctx is cancelled, then drains in-flight requests for up to
 // five seconds. ready, if non-nil, receives the bound address.
 func run(ctx context.Context, getenv func(string) string, log *slog.Logger, ready chan<- string) error {
+	owners, err := parseOwners(getenv("ECHO_OWNERS"))
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", listenAddr(getenv))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -100,18 +115,23 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger, read
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	log.Info("listening", "addr", ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	// Registered only once serving, so the proxy never routes to a port
+	// that is not answering yet.
+	reg := register(ctx, getenv, log, owners, upstreamURL(ln.Addr()))
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 
 	select {
 	case err := <-errc:
+		reg.unregister(ctx, log)
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
+	reg.unregister(ctx, log)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
