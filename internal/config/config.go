@@ -22,6 +22,8 @@ type Config struct {
 	ServiceEnv ServiceEnv
 	// Hub is the [hub] section, defaults applied.
 	Hub Hub
+	// Proxy is the [proxy] section, defaults applied.
+	Proxy Proxy
 	// Remotes holds every [remote.NAME] section by name. The implicit
 	// "local" remote is not in it.
 	Remotes map[string]*Remote

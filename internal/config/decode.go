@@ -92,6 +92,7 @@ func (l *loader) load() (*Config, error) {
 		Manager:    doc.Field(0).Interface().(Manager),
 		ServiceEnv: doc.Field(1).Interface().(ServiceEnv),
 		Hub:        doc.Field(3).Interface().(Hub),
+		Proxy:      doc.Field(4).Interface().(Proxy),
 		Remotes:    map[string]*Remote{},
 		secrets:    &secretSet{},
 	}
@@ -228,6 +229,7 @@ func documentType(remotes []remoteSpec, remoteOK bool) reflect.Type {
 		{Name: "Remote", Type: remoteType, Tag: `toml:"remote"`},
 		// Appended last so the fields above keep the indices load uses.
 		{Name: "Hub", Type: reflect.TypeFor[Hub](), Tag: `toml:"hub"`},
+		{Name: "Proxy", Type: reflect.TypeFor[Proxy](), Tag: `toml:"proxy"`},
 	})
 }
 

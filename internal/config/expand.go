@@ -35,6 +35,7 @@ func (l *loader) expandAll(cfg *Config) {
 	l.walkStrings(reflect.ValueOf(&cfg.Manager).Elem(), "manager", fieldTags{}, cfg)
 	l.walkStrings(reflect.ValueOf(&cfg.ServiceEnv).Elem(), "service_env", fieldTags{}, cfg)
 	l.walkStrings(reflect.ValueOf(&cfg.Hub).Elem(), "hub", fieldTags{}, cfg)
+	l.walkStrings(reflect.ValueOf(&cfg.Proxy).Elem(), "proxy", fieldTags{}, cfg)
 	for _, name := range cfg.RemoteNames() {
 		r := cfg.Remotes[name]
 		l.walkStrings(reflect.ValueOf(r.Settings), tomlstrict.DisplayKey([]string{"remote", name}), fieldTags{}, cfg)

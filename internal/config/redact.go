@@ -27,6 +27,7 @@ func Redacted(cfg *Config) map[string]any {
 		"manager":     toPrintable(reflect.ValueOf(cfg.Manager), fieldTags{}),
 		"service_env": toPrintable(reflect.ValueOf(cfg.ServiceEnv), fieldTags{}),
 		"hub":         toPrintable(reflect.ValueOf(cfg.Hub), fieldTags{}),
+		"proxy":       toPrintable(reflect.ValueOf(cfg.Proxy), fieldTags{}),
 	}
 	if len(remotes) > 0 {
 		out["remote"] = remotes

@@ -11,9 +11,9 @@ import (
 	"github.com/bpm-project/bpm/internal/tomlstrict"
 )
 
-// applyDefaults fills every empty [manager], [service_env] and [hub] value. The
-// chain of defaults (data_dir, then runtime_dir, then socket) follows what
-// the operator did set.
+// applyDefaults fills every empty [manager], [service_env], [hub] and
+// [proxy] value. The chain of defaults (data_dir, then runtime_dir, then
+// socket) follows what the operator did set.
 func (l *loader) applyDefaults(cfg *Config) {
 	m := &cfg.Manager
 	if m.DataDir == "" {
@@ -44,6 +44,7 @@ func (l *loader) applyDefaults(cfg *Config) {
 	}
 
 	cfg.Hub.applyDefaults()
+	cfg.Proxy.applyDefaults()
 
 	e := &cfg.ServiceEnv
 	if e.HTTPRPCURL == "" {
@@ -116,6 +117,7 @@ func (l *loader) validate(cfg *Config) {
 	}
 	l.addFieldErrors("", fe.Err())
 	l.addFieldErrors("hub", cfg.Hub.Validate())
+	l.addFieldErrors("proxy", cfg.Proxy.Validate())
 
 	for _, name := range cfg.RemoteNames() {
 		r := cfg.Remotes[name]
