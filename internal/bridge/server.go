@@ -64,6 +64,8 @@ type Server struct {
 	// racing on one bridge must see each other's pin.
 	mu     sync.Mutex
 	pinned *uint64
+	// detached: shutdown keeps the pinned record (see Detach).
+	detached bool
 
 	grpcMu sync.Mutex
 	grpc   *grpc.Server
@@ -234,14 +236,19 @@ func (s *Server) RegisterBlueprintServiceProxy(ctx context.Context, req *bridgep
 		Transport:    s.transportFor(req.GetUpstreamUrl()),
 		Gateway:      s.cfg.Gateway,
 		InstanceID:   s.cfg.InstanceID,
+		ViaBridge:    true,
 	}
 	for _, o := range req.GetOwners() {
 		rec.Owners = append(rec.Owners, ownerFromPB(o))
 	}
 	if s.pinned == nil {
-		// First registration on this bridge: never take over a record,
-		// whether another bridge's or one left stale by a crash.
-		err := s.cfg.Registry.Create(ctx, rec)
+		// First registration on this bridge: never take over another
+		// instance's record, whether another bridge's or one left stale by
+		// a crash. A record of this bridge's own instance is its own: the
+		// fallback route the manager wrote at deploy, or what the service
+		// registered through this instance's bridge before a manager
+		// restart.
+		err := s.createOrTakeOwn(ctx, rec)
 		if errors.Is(err, registry.ErrExists) {
 			return nil, status.Errorf(codes.AlreadyExists, "Service %d:0 is already registered by another bridge", g)
 		}
@@ -254,6 +261,33 @@ func (s *Server) RegisterBlueprintServiceProxy(ctx context.Context, req *bridgep
 	}
 	s.log.Info("bridge: service registered", "service", g, "transport", string(rec.Transport), "owners", len(rec.Owners))
 	return &emptypb.Empty{}, nil
+}
+
+// errOtherInstance: the existing record belongs to another instance.
+var errOtherInstance = errors.New("bridge: record of another instance")
+
+// createOrTakeOwn is the first registration's write: write-if-absent, or,
+// when the bridge knows its instance, an atomic overwrite of a record stamped
+// with that same instance. Any other existing record is ErrExists.
+func (s *Server) createOrTakeOwn(ctx context.Context, rec *registry.Record) error {
+	err := s.cfg.Registry.Create(ctx, rec)
+	if !errors.Is(err, registry.ErrExists) || s.cfg.InstanceID == "" {
+		return err
+	}
+	err = s.cfg.Registry.Update(ctx, rec.ID(), func(cur *registry.Record) (*registry.Record, error) {
+		if cur.InstanceID != s.cfg.InstanceID {
+			return nil, errOtherInstance
+		}
+		return rec.Clone(), nil
+	})
+	switch {
+	case errors.Is(err, errOtherInstance):
+		return fmt.Errorf("registry: create %s: %w", rec.ID(), registry.ErrExists)
+	case errors.Is(err, registry.ErrNotFound):
+		// Removed between the two calls: it is absent now.
+		return s.cfg.Registry.Create(ctx, rec)
+	}
+	return err
 }
 
 // UnregisterBlueprintServiceProxy implements the RPC: delete the record and
@@ -384,6 +418,16 @@ func (s *Server) ServeTransport(ctx context.Context, t Transport) error {
 	return err
 }
 
+// Detach makes the bridge's coming shutdown keep the pinned record. The
+// manager detaches its bridges when it stops while their instances keep
+// running: the service stays reachable through the proxy, and the next
+// manager's bridge for the same instance takes the record back.
+func (s *Server) Detach() {
+	s.mu.Lock()
+	s.detached = true
+	s.mu.Unlock()
+}
+
 // Shutdown deletes the pinned record (the proxy then answers 404 for the
 // service), stops the gRPC server — gracefully until ctx is done, then hard
 // — and clears the pin.
@@ -409,7 +453,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) shutdownRecord(ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.pinned == nil {
+	if s.pinned == nil || s.detached {
 		return
 	}
 	g := *s.pinned

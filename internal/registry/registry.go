@@ -132,6 +132,11 @@ type Record struct {
 	// InstanceID is the bpm instance (bp-…) that registered the record, so
 	// terminate can find and remove it.
 	InstanceID string `json:"instance_id,omitempty"`
+	// ViaBridge is set on records the service registered itself through
+	// its bridge. The manager writes a fallback route for every local
+	// instance with an address; once the service has said where it listens
+	// (and who owns it), the manager leaves the record alone.
+	ViaBridge bool `json:"via_bridge,omitempty"`
 }
 
 // ID returns the record's key.
