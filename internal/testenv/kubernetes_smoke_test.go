@@ -9,11 +9,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bpm-project/bpm/internal/testenv"
 )
 
 // kubeEnv is what `scripts/testenv env` exports for the Kubernetes component.
@@ -22,32 +23,24 @@ type kubeEnv struct {
 	contexts                                      [2]struct{ name, namespace string }
 }
 
-// requireKubernetes reads the component's variables. Locally a missing
-// cluster skips the test with a hint; under CI (CI=true) it fails it.
+// requireKubernetes: testenv.Require skips locally (with how to start the
+// cluster) or fails under CI=true when the cluster is not up; the other
+// variables come with BPM_TEST_KUBECONFIG, so one missing is a broken env.
 func requireKubernetes(t *testing.T) kubeEnv {
 	t.Helper()
-	names := []string{"BPM_TEST_KUBECONFIG", "BPM_TEST_KUBECTL", "BPM_TEST_K8S_IMAGE", "BPM_TEST_K8S_NODE_ADDR",
-		"BPM_TEST_K8S_HUB_ADDR", "BPM_TEST_K8S_CONTEXT_A", "BPM_TEST_K8S_NAMESPACE_A",
-		"BPM_TEST_K8S_CONTEXT_B", "BPM_TEST_K8S_NAMESPACE_B"}
-	v := map[string]string{}
-	var missing []string
-	for _, n := range names {
-		if v[n] = os.Getenv(n); v[n] == "" {
-			missing = append(missing, n)
+	env := testenv.Require(t, "kubernetes")
+	v := func(name string) string {
+		t.Helper()
+		s := env.Var(name)
+		if s == "" {
+			t.Fatalf("%s is unset although BPM_TEST_KUBECONFIG is set: re-run `scripts/testenv up kubernetes`", name)
 		}
+		return s
 	}
-	if len(missing) > 0 {
-		msg := fmt.Sprintf("kubernetes test environment not available (%s unset): run "+
-			"`scripts/testenv up kubernetes && eval \"$(scripts/testenv env)\"`", strings.Join(missing, ", "))
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	e := kubeEnv{kubeconfig: v["BPM_TEST_KUBECONFIG"], kubectl: v["BPM_TEST_KUBECTL"], image: v["BPM_TEST_K8S_IMAGE"],
-		nodeAddr: v["BPM_TEST_K8S_NODE_ADDR"], hubAddr: v["BPM_TEST_K8S_HUB_ADDR"]}
-	e.contexts[0].name, e.contexts[0].namespace = v["BPM_TEST_K8S_CONTEXT_A"], v["BPM_TEST_K8S_NAMESPACE_A"]
-	e.contexts[1].name, e.contexts[1].namespace = v["BPM_TEST_K8S_CONTEXT_B"], v["BPM_TEST_K8S_NAMESPACE_B"]
+	e := kubeEnv{kubeconfig: env.Kubernetes.Kubeconfig, kubectl: v("BPM_TEST_KUBECTL"), image: v("BPM_TEST_K8S_IMAGE"),
+		nodeAddr: v("BPM_TEST_K8S_NODE_ADDR"), hubAddr: v("BPM_TEST_K8S_HUB_ADDR")}
+	e.contexts[0].name, e.contexts[0].namespace = v("BPM_TEST_K8S_CONTEXT_A"), v("BPM_TEST_K8S_NAMESPACE_A")
+	e.contexts[1].name, e.contexts[1].namespace = v("BPM_TEST_K8S_CONTEXT_B"), v("BPM_TEST_K8S_NAMESPACE_B")
 	return e
 }
 
