@@ -88,4 +88,7 @@ type ManagerInfo struct {
 	StatePath     string    `json:"state_path" yaml:"state_path"`
 	PID           int       `json:"pid" yaml:"pid"`
 	StartedAt     time.Time `json:"started_at" yaml:"started_at"`
+	// ProxyURL is where the auth proxy answers (http://host:port/); empty
+	// when the manager does not serve it.
+	ProxyURL string `json:"proxy_url,omitempty" yaml:"proxy_url,omitempty"`
 }

@@ -98,6 +98,24 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 			return api.Instance{}, fmt.Errorf("deploy %s: %w", inst.ID, err)
 		}
 	}
+	env := m.serviceEnv(pkg, bid, sid)
+	if remote == LocalRemote {
+		// The bridge listens before the service starts, which dials it
+		// first thing. The path is set here too, over any manifest value,
+		// so the service dials exactly where the bridge listens.
+		if path := m.bridgePath(bid, sid); path != "" {
+			env["BRIDGE_SOCKET_PATH"] = path
+			if err := m.startBridge(dctx, inst.ID, bid, sid); err != nil {
+				log.Warn("deploy failed: bridge", "err", err)
+				msg := err.Error()
+				st := provider.StateFailed
+				if _, uerr := m.update(dctx, inst.ID, state.Update{State: &st, Message: &msg}); uerr != nil {
+					log.Error("record failed deploy", "err", uerr)
+				}
+				return api.Instance{}, fmt.Errorf("deploy %s: %w", inst.ID, err)
+			}
+		}
+	}
 	m.setState(dctx, inst.ID, provider.StateCreating, "")
 	h, err := p.Deploy(dctx, provider.DeployRequest{
 		InstanceID:  inst.ID,
@@ -105,9 +123,10 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 		BlueprintID: bid,
 		ServiceID:   sid,
 		Package:     pkg,
-		Env:         m.serviceEnv(pkg, bid, sid),
+		Env:         env,
 	})
 	if err != nil {
+		m.stopBridge(dctx, inst.ID, false)
 		log.Warn("deploy failed", "err", err)
 		msg := err.Error()
 		st := provider.StateFailed
@@ -230,6 +249,9 @@ func (m *Manager) Terminate(ctx context.Context, id string) (api.Instance, error
 		return api.Instance{}, fmt.Errorf("terminate %s: record: %w", id, err)
 	}
 	m.unschedule(id)
+	// The bridge's shutdown deletes the record its service registered;
+	// dropRoutes then removes any the manager wrote.
+	m.stopBridge(tctx, id, false)
 	m.dropRoutes(tctx, id)
 	if inst.Remote != LocalRemote {
 		// The remote's last instance takes its peer with it (unless the

@@ -17,6 +17,7 @@ import (
 	"github.com/bpm-project/bpm/internal/provider/local"
 	"github.com/bpm-project/bpm/internal/supervisor"
 	"github.com/bpm-project/bpm/internal/supervisor/testservice"
+	"github.com/bpm-project/bpm/internal/supervisor/testservice/bridgeservice"
 )
 
 // The test binary doubles as the supervisor and the service when
@@ -24,6 +25,9 @@ import (
 func TestMain(m *testing.M) {
 	if os.Getenv("BPM_TEST_SUPERVISOR") == "1" {
 		os.Exit(supervisor.Main(os.Args[2:], os.Stderr))
+	}
+	if bridgeservice.Main() {
+		return
 	}
 	if testservice.Main() {
 		return
@@ -62,6 +66,10 @@ func newFixtureConfig(t *testing.T, extra string) *fixture {
 data_dir = %q
 runtime_dir = %q
 %s
+
+# A free port each: managers of parallel tests must not clash.
+[proxy]
+listen = "127.0.0.1:0"
 `, filepath.Join(root, "data"), filepath.Join(root, "run"), extra)), "test.toml", config.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +103,11 @@ func (f *fixture) start() {
 	})
 	if err != nil {
 		cancel()
+		f.t.Fatal(err)
+	}
+	if err := m.ListenProxy(ctx); err != nil {
+		cancel()
+		m.Close()
 		f.t.Fatal(err)
 	}
 	if err := m.Reconcile(ctx); err != nil {

@@ -69,6 +69,10 @@ type Manager struct {
 	hubs hubState
 	// registry maps service ids to upstreams (instances with a port).
 	registry *registry.Registry
+	// proxy is the auth proxy routing by the registry.
+	proxy proxyState
+	// bridges are the local instances' bridges.
+	bridges bridgeSet
 
 	mu        sync.Mutex
 	providers map[string]provider.Provider // by remote name
@@ -126,6 +130,10 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 		m.Close()
 		return nil, fmt.Errorf("manager: %w", err)
 	}
+	if err := m.newProxy(ctx); err != nil {
+		m.Close()
+		return nil, err
+	}
 	if m.healthInt <= 0 {
 		m.healthInt = time.Second
 	}
@@ -171,9 +179,13 @@ func takeLock(path string) (*os.File, error) {
 	return f, nil
 }
 
-// Close stops the hub and releases state and the lock. Instances keep
-// running; gateways re-handshake with the next manager's hub.
+// Close stops the bridges (keeping the services' records), the proxy and
+// the hub, and releases state and the lock. Instances keep running; their
+// services reconnect to the next manager's bridges, and gateways
+// re-handshake with its hub.
 func (m *Manager) Close() error {
+	m.stopBridges()
+	m.closeProxy()
 	m.closeHub()
 	m.mu.Lock()
 	for _, p := range m.providers {
@@ -205,6 +217,7 @@ func (m *Manager) Info() api.ManagerInfo {
 		StatePath:     m.store.Path(),
 		PID:           os.Getpid(),
 		StartedAt:     m.started,
+		ProxyURL:      m.ProxyURL(),
 	}
 }
 

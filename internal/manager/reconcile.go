@@ -38,6 +38,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	m.syncBridges(ctx)
 	m.syncRoutes(ctx)
 	// Bring the hub up for the remotes that need it, so their gateways find
 	// it again after a manager restart. A failure (no keystore passphrase,

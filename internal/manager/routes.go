@@ -11,9 +11,9 @@ import (
 	"github.com/bpm-project/bpm/internal/state"
 )
 
-// registryPrefix namespaces the service registry (and, later, the auth
-// proxy's API keys, which share its Store) inside the state's meta table,
-// apart from the tunnel's keys.
+// registryPrefix namespaces the service registry and the auth proxy's API
+// keys (which share its Store) inside the state's meta table, apart from the
+// tunnel's keys.
 const registryPrefix = "registry/"
 
 // registryStore adapts the state's meta table to registry.Store. Writes are
@@ -100,6 +100,10 @@ func (m *Manager) syncRoute(ctx context.Context, in state.Instance) {
 	case errors.Is(err, registry.ErrNotFound):
 		err = m.registry.Create(ctx, want)
 	case err != nil:
+	case cur.InstanceID == in.ID && cur.ViaBridge:
+		// The service registered itself: where it listens is its word,
+		// not a guess from the manifest's port.
+		return
 	case cur.InstanceID == in.ID:
 		if cur.UpstreamURL == want.UpstreamURL && cur.Transport == want.Transport && cur.Gateway == want.Gateway {
 			return

@@ -134,6 +134,7 @@ func (m *Manager) Handler() http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		writeJSON(w, http.StatusOK, pc)
 	})
+	m.authKeyRoutes(mux, p)
 	mux.HandleFunc("GET "+p+"/instances/{id}/logs", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		follow, err := queryBool(q.Get("follow"), "follow")
@@ -178,12 +179,25 @@ func (m *Manager) Serve(ctx context.Context, l net.Listener) error {
 	hctx, stopHealth := context.WithCancel(ctx)
 	defer stopHealth()
 	go m.healthLoop(hctx)
+	// The proxy stops with the API: both end when ctx does, or when
+	// either fails.
+	pctx, stopProxy := context.WithCancel(ctx)
+	proxyDone := make(chan error, 1)
+	go func() { proxyDone <- m.serveProxy(pctx) }()
+	defer func() { stopProxy(); <-proxyDone }()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	m.log.Info("manager serving", "socket", l.Addr().String())
 	select {
 	case err := <-errc:
 		return fmt.Errorf("manager: serve: %w", err)
+	case err := <-proxyDone:
+		proxyDone <- err // for the deferred wait
+		if err != nil && ctx.Err() == nil {
+			srv.Close()
+			return fmt.Errorf("manager: %w", err)
+		}
+		<-ctx.Done()
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

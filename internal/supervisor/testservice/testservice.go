@@ -62,7 +62,12 @@ func Main() bool {
 	return true
 }
 
-func serveHTTP() {
+func serveHTTP() { ServeHTTP(nil) }
+
+// ServeHTTP is the http mode's service; ready, if set, is called once it
+// listens (other test services build on it, e.g. one that then registers
+// through its bridge). It returns when the service is told to stop.
+func ServeHTTP(ready func(net.Addr)) {
 	port := os.Getenv(EnvPort)
 	ln, err := net.Listen("tcp", "127.0.0.1:"+port)
 	if err != nil {
@@ -97,6 +102,9 @@ func serveHTTP() {
 		srv.Close()
 	}()
 	fmt.Println(Marker, "listening on", ln.Addr())
+	if ready != nil {
+		ready(ln.Addr())
+	}
 	if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
 		fmt.Fprintln(os.Stderr, "bpm-test-service: serve:", err)
 		os.Exit(1)
