@@ -96,6 +96,7 @@ Exit codes:
 		newEstimateCostCommand(g),
 		newCostsCommand(g),
 		newSetAlertCommand(g),
+		newAuthCommand(g),
 		newGatewayCommand(g),
 		newTunnelCommand(g),
 		newSuperviseCommand(g),
