@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bpm-project/bpm/internal/api"
+	"github.com/bpm-project/bpm/internal/authclient"
 	"github.com/bpm-project/bpm/internal/blueprint"
 	"github.com/bpm-project/bpm/internal/config"
 	"github.com/bpm-project/bpm/internal/keystore"
@@ -37,6 +38,12 @@ func startManager(ctx context.Context, g *globals) (*manager.Manager, *config.Co
 		},
 	})
 	if err != nil {
+		return nil, nil, nil, err
+	}
+	// The proxy's port first: a taken port is a startup error, before the
+	// manager touches any instance.
+	if err := m.ListenProxy(ctx); err != nil {
+		m.Close()
 		return nil, nil, nil, err
 	}
 	if err := m.Reconcile(ctx); err != nil {
@@ -136,6 +143,10 @@ next manager re-attaches to it.`,
 			if d.Address != "" {
 				fmt.Fprintf(g.streams.Out, "answering at http://%s/\n", d.Address)
 			}
+			if purl := m.ProxyURL(); purl != "" {
+				fmt.Fprintf(g.streams.Out, "auth proxy at %s\n", purl)
+				printTokenHint(g, purl, d.ServiceID)
+			}
 			g.streams.Notice("press Ctrl-C to stop")
 			<-ctx.Done()
 			if !keep {
@@ -186,4 +197,15 @@ func joinErr(err, other error) error {
 		return err
 	}
 	return fmt.Errorf("%w (and stopping the manager: %v)", err, other)
+}
+
+// printTokenHint tells the operator how to reach the service through the
+// proxy: mint a key, trade it for a token, send the token.
+func printTokenHint(g *globals, proxyURL string, serviceID uint64) {
+	proxyFlag := ""
+	if base := strings.TrimSuffix(proxyURL, "/"); base != authclient.DefaultProxyURL {
+		proxyFlag = " --proxy " + base
+	}
+	g.streams.Notice("get a token: bpm auth key create --service-id %d --save api.key && bpm auth token%s --api-key-file api.key --save token", serviceID, proxyFlag)
+	g.streams.Notice(`then:        curl -H "Authorization: Bearer $(cat token)" %s`, proxyURL)
 }

@@ -85,6 +85,10 @@ func newEnv(t *testing.T) *env {
 data_dir = %q
 runtime_dir = %q
 log_level = "debug"
+
+# A free port each, so parallel tests (and a real bpm on 8276) never clash.
+[proxy]
+listen = "127.0.0.1:0"
 `, filepath.Join(root, "data"), filepath.Join(root, "run"))), 0o600))
 	// The echo example, on a port of its own so tests never collide.
 	e.pkg = filepath.Join(root, "echo")
@@ -335,11 +339,19 @@ func TestIntegrationUp(t *testing.T) {
 	cmd.Stderr = &stderr
 	must(t, cmd.Start())
 	done := make(chan error, 1)
+	proxyURL := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			if strings.HasPrefix(sc.Text(), "answering at ") {
 				done <- nil
+				// The proxy's URL follows the instance's address.
+				for sc.Scan() {
+					if u, ok := strings.CutPrefix(sc.Text(), "auth proxy at "); ok {
+						proxyURL <- u
+						break
+					}
+				}
 				io.Copy(io.Discard, stdout)
 				return
 			}
@@ -362,9 +374,28 @@ func TestIntegrationUp(t *testing.T) {
 	if body, err := get(t, url); err != nil || !strings.Contains(body, "ok") {
 		t.Fatalf("echo not answering at %s: %q %v", url, body, err)
 	}
+	select {
+	case u := <-proxyURL:
+		// The proxy answers, and only with a token.
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatalf("auth proxy at %s: %v", u, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("auth proxy without a token: %s, want 401", resp.Status)
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("bpm up printed no proxy URL\nstderr: %s", stderr.String())
+	}
 	must(t, cmd.Process.Signal(os.Interrupt))
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("bpm up exit: %v\nstderr: %s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "bpm auth key create --service-id 1") {
+		t.Fatalf("bpm up gave no token hint\nstderr: %s", stderr.String())
 	}
 	if _, err := get(t, url); err == nil {
 		t.Fatalf("instance still answers after bpm up was interrupted")
