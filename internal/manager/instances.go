@@ -105,14 +105,12 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 		// so the service dials exactly where the bridge listens.
 		if path := m.bridgePath(bid, sid); path != "" {
 			env["BRIDGE_SOCKET_PATH"] = path
+			// Not fatal: a service that never uses its bridge (and the
+			// manager's route to it) works without one; one that needs it
+			// fails its own start, and the event says why.
 			if err := m.startBridge(dctx, inst.ID, bid, sid); err != nil {
-				log.Warn("deploy failed: bridge", "err", err)
-				msg := err.Error()
-				st := provider.StateFailed
-				if _, uerr := m.update(dctx, inst.ID, state.Update{State: &st, Message: &msg}); uerr != nil {
-					log.Error("record failed deploy", "err", uerr)
-				}
-				return api.Instance{}, fmt.Errorf("deploy %s: %w", inst.ID, err)
+				log.Warn("bridge not started", "err", err)
+				m.store.AppendEvent(dctx, inst.ID, "bridge", "bridge not started; the service cannot register through it: "+err.Error())
 			}
 		}
 	}

@@ -296,3 +296,29 @@ func TestProxyPortTaken(t *testing.T) {
 		t.Fatal("proxy url without a listener")
 	}
 }
+
+// TestDeployWithoutBridge: a bridge that cannot listen (its socket path is
+// longer than a unix socket allows) does not fail the deploy; the instance
+// runs, and its events say why it has no bridge.
+func TestDeployWithoutBridge(t *testing.T) {
+	f := newFixture(t)
+	f.terminateAll()
+	// The manager's own socket path is already fixed; only the bridges'
+	// base moves.
+	f.cfg.Manager.RuntimeDir = filepath.Join(f.root, strings.Repeat("r", 100))
+	f.start()
+	ctx := ctxT(t)
+	dir, _ := f.writePackage("http")
+	inst, err := f.client.Deploy(ctx, api.DeployRequest{PackagePath: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := waitState(t, f.client, inst.ID, "running")
+	found := false
+	for _, e := range d.Events {
+		found = found || (e.Kind == "bridge" && strings.Contains(e.Message, "longer than"))
+	}
+	if !found {
+		t.Fatalf("no bridge event: %+v", d.Events)
+	}
+}
