@@ -73,7 +73,9 @@ func mustKubectl(t *testing.T, e kubeEnv, kctx string, stdin []byte, args ...str
 // Service rules asynchronously) or the deadline passes.
 func getEventually(t *testing.T, url, want string) string {
 	t.Helper()
-	client := &http.Client{Timeout: 3 * time.Second}
+	// A fresh connection per try: a kept-alive one opened before kube-proxy
+	// programmed the Service would never be NATed to the pod.
+	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	deadline := time.Now().Add(60 * time.Second)
 	var last string
 	for time.Now().Before(deadline) {

@@ -232,6 +232,11 @@ k8s_network() {
   fi
   ip addr replace "$K8S_NODE_IP/$prefix" dev "$K8S_BRIDGE"
   ip link set "$K8S_BRIDGE" up
+  # Service IPs are virtual: until kube-proxy has programmed a Service, a
+  # packet to it would follow the default route off the machine (and some
+  # gateway may even answer). Route the range onto our bridge instead; the
+  # route goes away with the bridge.
+  ip route replace "$K8S_SVC_CIDR" dev "$K8S_BRIDGE" src "$K8S_NODE_IP"
 }
 
 # kubelet refuses a cgroupRoot that does not exist in every hierarchy (v1).
