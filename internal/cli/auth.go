@@ -58,7 +58,7 @@ Private keys are never printed at all; key files must be mode 0600.`,
 			return cmd.Help()
 		},
 	}
-	cmd.AddCommand(newAuthKeygenCommand(g), newAuthPubkeyCommand(g), newAuthLoginCommand(g), newAuthTokenCommand(g))
+	cmd.AddCommand(newAuthKeygenCommand(g), newAuthPubkeyCommand(g), newAuthLoginCommand(g), newAuthTokenCommand(g), newAuthKeyCommand(g))
 	return cmd
 }
 
