@@ -385,6 +385,25 @@ func TestIntegrationUp(t *testing.T) {
 		if resp.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("auth proxy without a token: %s, want 401", resp.Status)
 		}
+		// The hint works as printed: an operator key, a token, and the
+		// request reaches echo through the proxy.
+		dir := t.TempDir()
+		keyFile, tokFile := filepath.Join(dir, "api.key"), filepath.Join(dir, "token")
+		e.mustRun("auth", "key", "create", "--service-id", "1", "--save", keyFile)
+		e.mustRun("auth", "token", "--proxy", strings.TrimSuffix(u, "/"), "--api-key-file", keyFile, "--save", tokFile)
+		tok, err := os.ReadFile(tokFile)
+		must(t, err)
+		req, _ := http.NewRequest("GET", strings.TrimSuffix(u, "/")+"/through-the-proxy", nil)
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"path": "/through-the-proxy"`) {
+			t.Fatalf("request with a token through the proxy: %s %s", resp.Status, body)
+		}
 	case <-time.After(10 * time.Second):
 		cmd.Process.Kill()
 		cmd.Wait()
