@@ -78,7 +78,9 @@ K8S_SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_o
   net.bridge.bridge-nf-call-iptables net.ipv4.ip_forward)
 
 k8s_ctr() { ctr -a "$K8S_CTRD_SOCK" -n k8s.io "$@"; }
-k8s_kubectl() { "$K8S_BIN/kubectl" --kubeconfig "$K8S_RUN/pki/admin.kubeconfig" --request-timeout=10s "$@"; }
+# kubectl keeps a discovery/HTTP cache, by default in ~/.kube/cache: keep ours
+# in the run dir (KUBECACHEDIR), here and in the wrapper tests get.
+k8s_kubectl() { KUBECACHEDIR=$K8S_RUN/kube-cache "$K8S_BIN/kubectl" --kubeconfig "$K8S_RUN/pki/admin.kubeconfig" --request-timeout=10s "$@"; }
 k8s_curl_api() {
   curl -fsS --max-time 5 --cacert "$K8S_RUN/pki/ca.crt" --cert "$K8S_RUN/pki/admin.crt" \
     --key "$K8S_RUN/pki/admin.key" "https://$K8S_NODE_IP:$K8S_API_PORT$1"
@@ -258,7 +260,7 @@ k8s_node_ready() {
   [ "$(k8s_kubectl get node "$K8S_NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
 }
 k8s_context_ok() { # CONTEXT NAMESPACE
-  "$K8S_BIN/kubectl" --kubeconfig "$K8S_RUN/kubeconfig" --context "$1" --request-timeout=10s \
+  KUBECACHEDIR=$K8S_RUN/kube-cache "$K8S_BIN/kubectl" --kubeconfig "$K8S_RUN/kubeconfig" --context "$1" --request-timeout=10s \
     -n "$2" get serviceaccount default -o name >/dev/null 2>&1
 }
 
@@ -320,7 +322,8 @@ kubernetes_up() {
     --bind-address=127.0.0.1 --secure-port=0 --leader-elect=false --use-service-account-credentials=true \
     --service-account-private-key-file="$p/sa.key" --root-ca-file="$p/ca.crt" \
     --cluster-signing-cert-file="$p/ca.crt" --cluster-signing-key-file="$p/ca.key" \
-    --service-cluster-ip-range="$K8S_SVC_CIDR" --cert-dir="$K8S_RUN/controller-manager"
+    --service-cluster-ip-range="$K8S_SVC_CIDR" --cert-dir="$K8S_RUN/controller-manager" \
+    --flex-volume-plugin-dir="$K8S_RUN/controller-manager/volume-plugins"
   start_daemon k8s-scheduler "$L/kube-scheduler.log" "$K8S_BIN/kube-scheduler" \
     --kubeconfig="$p/kube-scheduler.kubeconfig" \
     --authentication-kubeconfig="$p/kube-scheduler.kubeconfig" \
@@ -354,6 +357,9 @@ set -euo pipefail
 for a in "\$@"; do ctr -a '$K8S_CTRD_SOCK' -n k8s.io images import "\$a" >&2; done
 EOT
   chmod 755 "$K8S_RUN/bin/import-image"
+  printf '#!/bin/sh\n# kubectl %s; its cache stays in the run dir, not ~/.kube/cache.\nKUBECACHEDIR=%q exec %q "$@"\n' \
+    "$K8S_VERSION" "$K8S_RUN/kube-cache" "$K8S_BIN/kubectl" >"$K8S_RUN/bin/kubectl"
+  chmod 755 "$K8S_RUN/bin/kubectl"
   log "kubernetes: up in $((SECONDS - t0)) s (node $K8S_NODE_IP, contexts bpm-test-a/bpm-test-b)"
 }
 
@@ -567,7 +573,7 @@ kubernetes_status() {
 
 kubernetes_env() {
   # The dispatcher only asks when status is healthy; still, nothing when down.
-  [ -f "$K8S_RUN/kubeconfig" ] && [ -x "$K8S_RUN/bin/import-image" ] || return 0
+  [ -f "$K8S_RUN/kubeconfig" ] && [ -x "$K8S_RUN/bin/kubectl" ] || return 0
   emit_export BPM_TEST_KUBECONFIG "$K8S_RUN/kubeconfig"
   emit_export BPM_TEST_K8S_CONTEXT_A bpm-test-a
   emit_export BPM_TEST_K8S_CONTEXT_B bpm-test-b
@@ -577,7 +583,7 @@ kubernetes_env() {
   emit_export BPM_TEST_K8S_NODE_ADDR "$K8S_NODE_IP"
   emit_export BPM_TEST_K8S_IMPORT "$K8S_RUN/bin/import-image"
   emit_export BPM_TEST_K8S_IMAGE "$K8S_TEST_IMAGE"
-  emit_export BPM_TEST_KUBECTL "$K8S_BIN/kubectl"
+  emit_export BPM_TEST_KUBECTL "$K8S_RUN/bin/kubectl"
 }
 
 # Called by `scripts/testenv verify-clean`: traces outside our run dir that
@@ -595,8 +601,12 @@ kubernetes_verify_clean() {
       if [ -n "$n" ]; then log "kubernetes: leftover $ipt $t chains: $n"; rc=1; fi
     done
   done
-  if ls /run/netns/cni-* >/dev/null 2>&1; then log "kubernetes: leftover netns: $(ls /run/netns | grep '^cni-' | tr '\n' ' ')"; rc=1; fi
+  local ns=(/run/netns/cni-*)
+  if [ -e "${ns[0]}" ]; then log "kubernetes: leftover netns: ${ns[*]}"; rc=1; fi
   if ls /var/lib/cni/results/"$K8S_CNI_NAME"-* >/dev/null 2>&1; then log "kubernetes: leftover CNI results"; rc=1; fi
+  # Default plugin dirs of kubelet and kube-controller-manager (both moved
+  # under our run dir by configuration; a new default would show up here).
+  if [ -e /usr/libexec/kubernetes ]; then log "kubernetes: leftover /usr/libexec/kubernetes"; rc=1; fi
   if [ -e /var/lib/kubelet/device-plugins ]; then log "kubernetes: leftover /var/lib/kubelet/device-plugins"; rc=1; fi
   if ls /sys/fs/cgroup/*/"$K8S_CGROUP_ROOT" -d >/dev/null 2>&1; then log "kubernetes: leftover cgroups /$K8S_CGROUP_ROOT"; rc=1; fi
   if findmnt -rn -o TARGET | grep -q "^$K8S_RUN"; then log "kubernetes: leftover mounts under $K8S_RUN"; rc=1; fi
