@@ -217,7 +217,7 @@ k8s_rmdir_if_ours() { # remove DIR if we created it and it is empty
 }
 
 k8s_install() {
-  apt_install etcd-server containerd runc containernetworking-plugins conntrack socat iptables openssl curl
+  apt_install etcd-server containerd runc containernetworking-plugins conntrack socat iptables openssl curl procps
   [ -x /usr/lib/cni/bridge ] || die "kubernetes: CNI plugins missing from /usr/lib/cni"
 }
 
