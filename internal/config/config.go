@@ -24,6 +24,8 @@ type Config struct {
 	Hub Hub
 	// Proxy is the [proxy] section, defaults applied.
 	Proxy Proxy
+	// Cost is the [cost] section, defaults applied.
+	Cost Cost
 	// Remotes holds every [remote.NAME] section by name. The implicit
 	// "local" remote is not in it.
 	Remotes map[string]*Remote

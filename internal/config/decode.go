@@ -93,6 +93,7 @@ func (l *loader) load() (*Config, error) {
 		ServiceEnv: doc.Field(1).Interface().(ServiceEnv),
 		Hub:        doc.Field(3).Interface().(Hub),
 		Proxy:      doc.Field(4).Interface().(Proxy),
+		Cost:       doc.Field(5).Interface().(Cost),
 		Remotes:    map[string]*Remote{},
 		secrets:    &secretSet{},
 	}
@@ -230,6 +231,7 @@ func documentType(remotes []remoteSpec, remoteOK bool) reflect.Type {
 		// Appended last so the fields above keep the indices load uses.
 		{Name: "Hub", Type: reflect.TypeFor[Hub](), Tag: `toml:"hub"`},
 		{Name: "Proxy", Type: reflect.TypeFor[Proxy](), Tag: `toml:"proxy"`},
+		{Name: "Cost", Type: reflect.TypeFor[Cost](), Tag: `toml:"cost"`},
 	})
 }
 

@@ -28,6 +28,7 @@ func Redacted(cfg *Config) map[string]any {
 		"service_env": toPrintable(reflect.ValueOf(cfg.ServiceEnv), fieldTags{}),
 		"hub":         toPrintable(reflect.ValueOf(cfg.Hub), fieldTags{}),
 		"proxy":       toPrintable(reflect.ValueOf(cfg.Proxy), fieldTags{}),
+		"cost":        toPrintable(reflect.ValueOf(cfg.Cost), fieldTags{}),
 	}
 	if len(remotes) > 0 {
 		out["remote"] = remotes

@@ -45,6 +45,7 @@ func (l *loader) applyDefaults(cfg *Config) {
 
 	cfg.Hub.applyDefaults()
 	cfg.Proxy.applyDefaults()
+	cfg.Cost.applyDefaults()
 
 	e := &cfg.ServiceEnv
 	if e.HTTPRPCURL == "" {
@@ -118,6 +119,7 @@ func (l *loader) validate(cfg *Config) {
 	l.addFieldErrors("", fe.Err())
 	l.addFieldErrors("hub", cfg.Hub.Validate())
 	l.addFieldErrors("proxy", cfg.Proxy.Validate())
+	l.addFieldErrors("cost", cfg.Cost.Validate())
 
 	for _, name := range cfg.RemoteNames() {
 		r := cfg.Remotes[name]

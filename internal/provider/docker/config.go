@@ -41,6 +41,8 @@ type Config struct {
 
 	Regions Regions       `toml:"regions"`
 	Tunnel  config.Tunnel `toml:"tunnel"`
+	// Pricing is how bpm prices instances here (see docs/COST.md).
+	Pricing config.Pricing `toml:"pricing"`
 }
 
 // Regions is the [remote.NAME.regions] sub-table, for APIs that place
@@ -120,6 +122,7 @@ func (c *Config) Validate() error {
 		c.checkEndpoint(&fe, key, r.Endpoints[region])
 	}
 	fe.Nest("tunnel", c.Tunnel.Validate())
+	fe.Nest("pricing", c.Pricing.Validate())
 	return fe.Err()
 }
 

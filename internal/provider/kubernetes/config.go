@@ -39,6 +39,8 @@ type Config struct {
 
 	Resources config.Resources `toml:"resources"`
 	Tunnel    config.Tunnel    `toml:"tunnel"`
+	// Pricing is how bpm prices instances here (see docs/COST.md).
+	Pricing config.Pricing `toml:"pricing"`
 }
 
 // DefaultNamespace is used when namespace is not set.
@@ -102,6 +104,7 @@ func (c *Config) Validate() error {
 	// checks, so a typo fails here instead of at the first deploy.
 	fe.Nest("resources", c.Resources.Validate())
 	fe.Nest("tunnel", c.Tunnel.Validate())
+	fe.Nest("pricing", c.Pricing.Validate())
 	return fe.Err()
 }
 

@@ -43,6 +43,8 @@ type Config struct {
 
 	Runtime Runtime       `toml:"runtime"`
 	Tunnel  config.Tunnel `toml:"tunnel"`
+	// Pricing is how bpm prices instances here (see docs/COST.md).
+	Pricing config.Pricing `toml:"pricing"`
 }
 
 // Runtime is the [remote.NAME.runtime] sub-table: how instances run on the
@@ -135,6 +137,7 @@ func (c *Config) Validate() error {
 		fe.Add("runtime.type", "%q must be %q or %q", c.Runtime.Type, RuntimeDocker, RuntimeNative)
 	}
 	fe.Nest("tunnel", c.Tunnel.Validate())
+	fe.Nest("pricing", c.Pricing.Validate())
 	return fe.Err()
 }
 
