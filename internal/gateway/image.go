@@ -159,6 +159,18 @@ func WriteImage(w io.Writer, binary io.Reader, opts ImageOptions) error {
 		desc.Annotations = map[string]string{"org.opencontainers.image.ref.name": opts.RefName}
 	}
 	idxJSON, _ := json.Marshal(Index{SchemaVersion: 2, MediaType: MediaTypeIndex, Manifests: []Descriptor{desc}})
+	// manifest.json is the Docker archive format (`docker save`). Engines
+	// before Docker 25 (Debian 12 ships 20.10) load only that, ignoring the
+	// OCI layout; both point at the same blobs, as `docker save` does today.
+	var tags []string
+	if opts.RefName != "" {
+		tags = []string{opts.RefName}
+	}
+	dockerJSON, _ := json.Marshal([]struct {
+		Config   string
+		RepoTags []string
+		Layers   []string
+	}{{Config: blobPath(man.Config.Digest), RepoTags: tags, Layers: []string{blobPath(man.Layers[0].Digest)}}})
 
 	out := tar.NewWriter(w)
 	files := []struct {
@@ -167,6 +179,7 @@ func WriteImage(w io.Writer, binary io.Reader, opts ImageOptions) error {
 	}{
 		{"oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)},
 		{"index.json", idxJSON},
+		{"manifest.json", dockerJSON},
 		{blobPath(man.Config.Digest), cfgJSON},
 		{blobPath(man.Layers[0].Digest), layer.Bytes()},
 		{blobPath(desc.Digest), manJSON},

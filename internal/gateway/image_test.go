@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/bpm-project/bpm/internal/gateway"
+	"github.com/bpm-project/bpm/internal/version"
 )
 
 // readArchive parses an OCI layout tar and checks every blob against its
@@ -148,4 +149,11 @@ func TestIntegrationImageDockerLoad(t *testing.T) {
 		t.Fatalf("docker load: %v\n%s", err, out)
 	}
 	t.Logf("docker load: %s", out)
+	// The engine knows the image by the tag bpm gave it and sees its
+	// entrypoint.
+	insp, err := exec.Command("docker", "-H", host, "image", "inspect", "--format", "{{json .Config.Entrypoint}}", "bpm-gateway:"+version.Version).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(insp)) != `["/bpm","gateway"]` {
+		t.Fatalf("docker image inspect: %v %s", err, insp)
+	}
+	exec.Command("docker", "-H", host, "image", "rm", "bpm-gateway:"+version.Version).Run()
 }
