@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -62,9 +63,12 @@ func (g *Gateway) controlHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", g.handleHealthz)
 	mux.HandleFunc("GET /v1/instances/health", g.handleInstanceHealth)
-	mux.HandleFunc("/v1/bridge/", func(w http.ResponseWriter, _ *http.Request) {
-		writeErr(w, http.StatusNotImplemented, "not_available_yet", "bridge relay is not implemented in this build of bpm")
+	mux.HandleFunc("POST /v1/bridge/instances", g.handleBridgeExpose)
+	mux.HandleFunc("GET /v1/bridge/instances", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, g.bridgeEndpoints())
 	})
+	mux.HandleFunc("DELETE /v1/bridge/instances/{id}", g.handleBridgeUnexpose)
+	mux.HandleFunc("GET /v1/bridge/port", g.handleBridgePort)
 	return mux
 }
 
@@ -148,28 +152,57 @@ func (c *Client) InstanceHealth(ctx context.Context, spec health.Spec) (HealthRe
 func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
 
 func (c *Client) get(ctx context.Context, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	return c.do(ctx, http.MethodGet, path, nil, out)
+}
+
+// errNotFound marks a 404 from the control channel.
+var errNotFound = errors.New("not found")
+
+func pathEscape(s string) string { return url.PathEscape(s) }
+
+// do sends one control request; body, if not nil, goes as JSON, and out,
+// if not nil, receives a JSON reply.
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("gateway control: %s %s: %w", method, path, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
 		return fmt.Errorf("gateway control: %w", err)
 	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("gateway control: GET %s: %w", path, err)
+		return fmt.Errorf("gateway control: %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return fmt.Errorf("gateway control: GET %s: %w", path, err)
+		return fmt.Errorf("gateway control: %s %s: %w", method, path, err)
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode/100 != 2 {
+		var nf error
+		if resp.StatusCode == http.StatusNotFound {
+			nf = errNotFound
+		}
 		var eb errorBody
 		if json.Unmarshal(b, &eb) == nil && eb.Error.Message != "" {
-			return fmt.Errorf("gateway control: GET %s: %s (%s)", path, eb.Error.Message, strconv.Itoa(resp.StatusCode))
+			return errors.Join(fmt.Errorf("gateway control: %s %s: %s (%s)", method, path, eb.Error.Message, strconv.Itoa(resp.StatusCode)), nf)
 		}
-		return fmt.Errorf("gateway control: GET %s: %s", path, resp.Status)
+		return errors.Join(fmt.Errorf("gateway control: %s %s: %s", method, path, resp.Status), nf)
+	}
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		return nil
 	}
 	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("gateway control: decode %s: %w", path, errors.Join(err))
+		return fmt.Errorf("gateway control: decode %s: %w", path, err)
 	}
 	return nil
 }

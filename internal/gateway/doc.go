@@ -17,9 +17,37 @@
 //	GET /v1/instances/health?addr=H:P[&http_path=/p][&timeout=2s]
 //	                                  a TCP connect or HTTP GET check run from
 //	                                  inside the remote (InstanceHealth)
-//	*   /v1/bridge/...                reserved for the bridge issue: relayed
-//	                                  bridge calls of the remote's instances;
-//	                                  answers 501 Not Implemented for now
+//	POST   /v1/bridge/instances       {"instance_id": ID, "listen": L}: serve
+//	                                  instance ID's bridge endpoint at L, an
+//	                                  absolute unix socket path (its
+//	                                  BRIDGE_SOCKET_PATH) or a loopback
+//	                                  127.0.0.1:PORT / [::1]:PORT; idempotent,
+//	                                  another L replaces the endpoint
+//	GET    /v1/bridge/instances       the endpoints served
+//	DELETE /v1/bridge/instances/{id}  close instance id's endpoint (404 if none)
+//	GET    /v1/bridge/port?preferred=N a port free on the remote's host, for
+//	                                  the bridge's RequestPort
+//
+// The bridge relay. A remote instance speaks the Blueprint bridge protocol
+// (gRPC over h2c) to an endpoint local to its own host, exactly as a local
+// instance does to the manager's unix socket. The gateway relays each
+// connection over the tunnel to the hub's tunnel.BridgePort with the relay
+// header naming the instance id, and the manager serves that instance's
+// pinned bridge on it. The manager, not the gateway, decides who may reach
+// what: it admits a connection only when the WireGuard peer it came from is
+// the gateway of the remote that runs the named instance, so a gateway
+// (or anything on its host) cannot reach another remote's instance bridges.
+//
+// How the gateway learns which endpoints to serve: the manager tells it,
+// over this control channel, when it deploys a remote instance (POST) and
+// terminates it (DELETE). The control channel has no authentication of its
+// own; it listens only on the gateway's tunnel address, which only the hub
+// can reach, so the WireGuard handshake is its authentication. The hub is
+// trusted with the remote anyway (it can relay to anything the allow list
+// permits); a unix endpoint is 0600 in a 0700 directory, as a local bridge
+// socket, and a TCP one is loopback only, reachable by every local user of
+// the remote host: prefer the socket. Endpoints live in memory: a restarted
+// gateway serves none until the manager tells it again.
 //
 // Errors are JSON {"error": {"code": ..., "message": ...}} as in package api.
 package gateway

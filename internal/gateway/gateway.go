@@ -25,6 +25,9 @@ type Gateway struct {
 	ctl   net.Listener
 	srv   *http.Server
 	wg    sync.WaitGroup
+	// bridges are the per-instance bridge endpoints the manager asked for
+	// (bridge.go).
+	bridges bridgeSet
 	// dialer dials targets on the remote's network, re-checking the allow
 	// list on the address actually dialled so a name that resolves to a
 	// forbidden address (DNS rebinding included) is refused.
@@ -105,6 +108,7 @@ func (g *Gateway) Spoke() *tunnel.Spoke { return g.spoke }
 func (g *Gateway) Close(ctx context.Context) error {
 	g.fwd.Close()
 	err := g.srv.Shutdown(ctx)
+	g.closeBridges()
 	g.spoke.Close()
 	g.wg.Wait()
 	if err != nil {
