@@ -186,3 +186,7 @@ func checkPort(u *url.URL) error {
 	}
 	return nil
 }
+
+// PricingConfig exposes the [pricing] sub-table to the cost package
+// without it importing this provider.
+func (c *Config) PricingConfig() config.Pricing { return c.Pricing }

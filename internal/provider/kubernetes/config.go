@@ -144,3 +144,7 @@ func CheckImageRef(ref string) error {
 	}
 	return nil
 }
+
+// PricingConfig exposes the [pricing] sub-table to the cost package
+// without it importing this provider.
+func (c *Config) PricingConfig() config.Pricing { return c.Pricing }

@@ -165,3 +165,7 @@ func hostAddr(h string, defPort int) (string, error) {
 	}
 	return net.JoinHostPort(strings.ToLower(host), port), nil
 }
+
+// PricingConfig exposes the [pricing] sub-table to the cost package
+// without it importing this provider.
+func (c *Config) PricingConfig() config.Pricing { return c.Pricing }
