@@ -62,30 +62,6 @@ present. Builds made with -tags bpm_noremote have only the local provider.`,
 	return cmd
 }
 
-func newEstimateCostCommand(g *globals) *cobra.Command {
-	var remote, pkg string
-	var out outputFlag
-	cmd := &cobra.Command{
-		Use:     "estimate-cost --remote NAME --package PACKAGE",
-		Short:   "Estimate what running a package on a remote would cost (not available yet)",
-		Example: `  bpm estimate-cost --remote aws --package my-blueprint`,
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.validate(); err != nil {
-				return err
-			}
-			if remote == "" || pkg == "" {
-				return usagef("--remote and --package are required")
-			}
-			return notAvailableYet("estimate-cost", "the cost issue")
-		},
-	}
-	cmd.Flags().StringVar(&remote, "remote", "", "remote to price")
-	cmd.Flags().StringVar(&pkg, "package", "", "package directory, blueprint.toml path, or package name")
-	out.register(cmd)
-	return cmd
-}
-
 func newCostsCommand(g *globals) *cobra.Command {
 	var remote string
 	var out outputFlag
