@@ -55,6 +55,22 @@ CREATE TABLE meta (
 	value BLOB NOT NULL
 ) STRICT, WITHOUT ROWID;
 `,
+	// 2: the cost meter's running intervals. One row per stretch an
+	// instance was running or degraded, priced at the hourly rate it was
+	// estimated at when the stretch began; end_at is NULL while it runs.
+	`
+CREATE TABLE cost_intervals (
+	seq         INTEGER PRIMARY KEY,
+	instance_id TEXT NOT NULL REFERENCES instances (id) ON DELETE CASCADE,
+	start_at    INTEGER NOT NULL,
+	end_at      INTEGER,
+	hourly_usd  REAL NOT NULL
+) STRICT;
+-- At most one open interval per instance: opening is then idempotent.
+CREATE UNIQUE INDEX cost_intervals_open ON cost_intervals (instance_id) WHERE end_at IS NULL;
+-- costs reads this month's intervals: the open ones and those ending since.
+CREATE INDEX cost_intervals_end ON cost_intervals (end_at);
+`,
 }
 
 // SchemaVersion is the user_version this bpm brings a database to.
