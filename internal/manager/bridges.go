@@ -23,6 +23,9 @@ type instBridge struct {
 	path   string
 	cancel context.CancelFunc
 	done   chan struct{}
+	// onStop, if set, runs after the bridge stopped (remotebridge.go: close
+	// the gateway's endpoint unless keep).
+	onStop func(ctx context.Context, keep bool)
 }
 
 // bridgeSet holds the running bridges by instance id.
@@ -136,6 +139,9 @@ func (m *Manager) stopBridge(ctx context.Context, id string, keep bool) {
 	case <-b.done:
 	case <-ctx.Done():
 		m.log.Warn("bridge did not stop in time", "instance", id)
+	}
+	if b.onStop != nil {
+		b.onStop(ctx, keep)
 	}
 }
 

@@ -490,6 +490,7 @@ func (m *Manager) TunnelDialer(remote string) (*tunnel.PeerDialer, error) {
 }
 
 func (m *Manager) closeHub() {
+	m.closeTunnelMux()
 	m.hubs.mu.Lock()
 	defer m.hubs.mu.Unlock()
 	if m.hubs.hub != nil {

@@ -113,6 +113,14 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 				m.store.AppendEvent(dctx, inst.ID, "bridge", "bridge not started; the service cannot register through it: "+err.Error())
 			}
 		}
+	} else if path := remoteBridgePath(p, bid, sid); path != "" {
+		// The tunnel transport (remotebridge.go): the endpoint is the
+		// gateway's, on the remote's host.
+		env["BRIDGE_SOCKET_PATH"] = path
+		if err := m.startRemoteBridge(dctx, inst.ID, remote, sid, path, exposeWait); err != nil {
+			log.Warn("bridge not started", "err", err)
+			m.store.AppendEvent(dctx, inst.ID, "bridge", "bridge not started; the service cannot register through it: "+err.Error())
+		}
 	}
 	m.setState(dctx, inst.ID, provider.StateCreating, "")
 	h, err := p.Deploy(dctx, provider.DeployRequest{

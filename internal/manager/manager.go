@@ -71,8 +71,10 @@ type Manager struct {
 	registry *registry.Registry
 	// proxy is the auth proxy routing by the registry.
 	proxy proxyState
-	// bridges are the local instances' bridges.
+	// bridges are the local and remote instances' bridges.
 	bridges bridgeSet
+	// rbridges is the hub's bridge mux for remote instances.
+	rbridges remoteBridgeState
 
 	mu        sync.Mutex
 	providers map[string]provider.Provider // by remote name

@@ -48,6 +48,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		m.log.Warn("tunnel hub not started", "err", err)
 		errs = append(errs, err)
 	}
+	m.syncRemoteBridges(ctx)
 	return errors.Join(errs...)
 }
 

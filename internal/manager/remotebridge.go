@@ -1,0 +1,290 @@
+package manager
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/bpm-project/bpm/internal/bridge"
+	"github.com/bpm-project/bpm/internal/gateway"
+	"github.com/bpm-project/bpm/internal/provider"
+	"github.com/bpm-project/bpm/internal/registry"
+	"github.com/bpm-project/bpm/internal/state"
+	"github.com/bpm-project/bpm/internal/tunnel"
+)
+
+// Remote instances' bridges: the tunnel transport.
+//
+// A remote provider that implements BridgeSocketPath (the same optional
+// interface as the local provider's) names where, on the remote's host,
+// the instance's bridge endpoint lives; the instance gets it as
+// BRIDGE_SOCKET_PATH. The manager then
+//
+//  1. serves the instance's bridge (pinned to its service id, Transport
+//     tunnel, Gateway the remote's name) on its share of the hub's
+//     bridge.TunnelMux on tunnel.BridgePort, which admits only connections
+//     relayed by that remote's gateway;
+//  2. tells the gateway, over its control channel, to serve that endpoint
+//     and relay it to the hub (gateway.Client.ExposeBridge), again every
+//     exposeRefresh, so a restarted gateway gets its endpoints back without
+//     anyone noticing it restarted;
+//  3. on terminate, stops the bridge (which deletes the record it pinned,
+//     so the proxy answers 404) and tells the gateway to close the endpoint.
+//
+// The record the service registers routes the proxy through hub.Via(remote)
+// to the upstream URL it gave, an address inside the remote.
+//
+// As upstream does for remote deployments, nothing waits for the bridge: a
+// service that never dials it works without one, and a gateway that is not
+// up yet gets told once it is.
+
+// exposeRefresh is how often a remote bridge's endpoint is asserted again
+// at its gateway: the bound on how long a restarted gateway serves none.
+const exposeRefresh = 30 * time.Second
+
+// exposeWait is how long a deploy waits for the gateway to serve the
+// endpoint before starting the instance, which dials it first thing.
+const exposeWait = 10 * time.Second
+
+// remoteBridgeState is the hub's bridge mux, started with the first remote
+// bridge (the hub itself is lazy too).
+type remoteBridgeState struct {
+	mu  sync.Mutex
+	hub *tunnel.Hub
+	mux *bridge.TunnelMux
+}
+
+// remoteBridgePath is where remote instance (bid, sid) dials its bridge on
+// its own host, or "" when p has no bridge convention.
+func remoteBridgePath(p provider.Provider, bid, sid uint64) string {
+	bs, ok := p.(bridgeSocketer)
+	if !ok {
+		return ""
+	}
+	return bs.BridgeSocketPath(bid, sid)
+}
+
+// tunnelMux returns the running hub's bridge mux, starting it on first use
+// (or after the hub was replaced).
+func (m *Manager) tunnelMux() (*bridge.TunnelMux, error) {
+	h := m.runningHub()
+	if h == nil {
+		return nil, fmt.Errorf("bridge: tunnel: the hub is not running: %w", provider.ErrUnavailable)
+	}
+	m.rbridges.mu.Lock()
+	defer m.rbridges.mu.Unlock()
+	if m.rbridges.mux != nil && m.rbridges.hub == h {
+		return m.rbridges.mux, nil
+	}
+	if m.rbridges.mux != nil {
+		m.rbridges.mux.Close()
+	}
+	ln, err := h.Listen(tunnel.BridgePort)
+	if err != nil {
+		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	mux := bridge.NewTunnelMux(ln, func(a netip.Addr) (string, bool) {
+		p, ok := h.PeerByAddress(a)
+		return p.Name, ok
+	}, m.log.With("component", "bridge-relay"))
+	go mux.Serve()
+	m.rbridges.hub, m.rbridges.mux = h, mux
+	return mux, nil
+}
+
+// closeTunnelMux stops the mux (manager shutdown, before the hub closes).
+func (m *Manager) closeTunnelMux() {
+	m.rbridges.mu.Lock()
+	defer m.rbridges.mu.Unlock()
+	if m.rbridges.mux != nil {
+		m.rbridges.mux.Close()
+		m.rbridges.mux, m.rbridges.hub = nil, nil
+	}
+}
+
+// gatewayClient returns a control channel client for remote's gateway.
+func (m *Manager) gatewayClient(remote string) (*gateway.Client, error) {
+	h := m.runningHub()
+	if h == nil {
+		return nil, fmt.Errorf("gateway %s: the hub is not running: %w", remote, provider.ErrUnavailable)
+	}
+	p, ok := h.Peer(remote)
+	if !ok {
+		return nil, fmt.Errorf("gateway %s: no tunnel peer: %w", remote, provider.ErrUnavailable)
+	}
+	return gateway.NewClient(h.DialTunnel, p.Address), nil
+}
+
+// startRemoteBridge serves remote instance id's bridge through the tunnel
+// and has the gateway expose it at path on the remote. It returns once the
+// gateway serves the endpoint, or after wait with the exposing left to the
+// background. Starting a bridge the instance has is a no-op.
+func (m *Manager) startRemoteBridge(ctx context.Context, id, remote string, sid uint64, path string, wait time.Duration) error {
+	m.bridges.mu.Lock()
+	_, ok := m.bridges.m[id]
+	m.bridges.mu.Unlock()
+	if ok {
+		return nil
+	}
+	mux, err := m.tunnelMux()
+	if err != nil {
+		return err
+	}
+	log := m.log.With("instance", id, "remote", remote, "component", "bridge")
+	want := sid
+	srv, err := bridge.New(bridge.Config{
+		Registry:          m.registry,
+		Logger:            log,
+		ExpectedServiceID: &want,
+		Transport:         registry.TransportTunnel,
+		Gateway:           remote,
+		InstanceID:        id,
+		// The service binds on the remote's host, so the gateway probes.
+		RequestPort: func(ctx context.Context, preferred uint16) (uint16, error) {
+			c, err := m.gatewayClient(remote)
+			if err != nil {
+				return 0, err
+			}
+			return c.RequestPort(ctx, preferred)
+		},
+		OnFirstPing: func() {
+			ectx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			m.store.AppendEvent(ectx, id, "bridge", "the service pinged its bridge through the "+remote+" gateway")
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("bridge: %w", err)
+	}
+	ln, err := mux.Listener(id, remote)
+	if err != nil {
+		return err
+	}
+	tr := &bridge.Tunnel{Listener: ln}
+	bctx, cancel := context.WithCancel(context.Background())
+	exposed := make(chan struct{})
+	b := &instBridge{srv: srv, path: "tunnel:" + remote + ":" + path, cancel: cancel, done: make(chan struct{}),
+		onStop: func(ctx context.Context, keep bool) {
+			if !keep {
+				m.unexposeRemoteBridge(ctx, remote, id)
+			}
+		}}
+	go func() {
+		defer close(b.done)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); m.exposeLoop(bctx, log, remote, id, path, exposed) }()
+		if err := srv.ServeTransport(bctx, tr); err != nil {
+			log.Warn("bridge stopped", "err", err)
+		}
+		ln.Close()
+		cancel()
+		wg.Wait()
+	}()
+	m.bridges.mu.Lock()
+	if m.bridges.m == nil {
+		m.bridges.m = map[string]*instBridge{}
+	}
+	m.bridges.m[id] = b
+	m.bridges.mu.Unlock()
+	if wait <= 0 {
+		return nil
+	}
+	select {
+	case <-exposed:
+	case <-time.After(wait):
+		m.store.AppendEvent(ctx, id, "bridge", "the "+remote+" gateway does not serve the bridge endpoint yet; it is told again until it does")
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// exposeLoop tells remote's gateway to serve the endpoint until ctx ends:
+// quickly until it first succeeds (closing exposed), then every
+// exposeRefresh. POST is idempotent, so repeating it costs one small
+// request and heals a gateway restart.
+func (m *Manager) exposeLoop(ctx context.Context, log *slog.Logger, remote, id, path string, exposed chan struct{}) {
+	wait, failed := 250*time.Millisecond, false
+	for {
+		err := m.exposeRemoteBridge(ctx, remote, id, path)
+		switch {
+		case err == nil:
+			if exposed != nil {
+				close(exposed)
+				exposed = nil
+			}
+			wait, failed = exposeRefresh, false
+		case ctx.Err() != nil:
+			return
+		default:
+			if !failed {
+				log.Warn("bridge endpoint not served by the gateway yet", "err", err)
+			}
+			failed = true
+			wait = min(max(wait*2, time.Second), exposeRefresh)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (m *Manager) exposeRemoteBridge(ctx context.Context, remote, id, path string) error {
+	c, err := m.gatewayClient(remote)
+	if err != nil {
+		return err
+	}
+	defer c.CloseIdleConnections()
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = c.ExposeBridge(cctx, gateway.BridgeEndpoint{InstanceID: id, Listen: path})
+	return err
+}
+
+// unexposeRemoteBridge closes the endpoint at the gateway. The instance is
+// gone either way; a gateway that cannot be told relays to a bridge that no
+// longer admits the id, so a failure is only worth a warning.
+func (m *Manager) unexposeRemoteBridge(ctx context.Context, remote, id string) {
+	c, err := m.gatewayClient(remote)
+	if err == nil {
+		defer c.CloseIdleConnections()
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		err = c.UnexposeBridge(cctx, id)
+	}
+	if err != nil {
+		m.log.Warn("bridge endpoint not closed at the gateway", "instance", id, "remote", remote, "err", err)
+	}
+}
+
+// syncRemoteBridges gives every live remote instance its bridge after a
+// manager restart, so its service can reconnect and register again.
+func (m *Manager) syncRemoteBridges(ctx context.Context) {
+	if m.runningHub() == nil {
+		return
+	}
+	for _, in := range m.cache.matching(state.Filter{}) {
+		if in.Remote == LocalRemote || len(in.Handle) == 0 || in.State.Final() ||
+			in.State == provider.StateFailed || in.State == provider.StateTerminating {
+			continue
+		}
+		p, err := m.providerFor(ctx, in.Remote)
+		if err != nil {
+			continue
+		}
+		path := remoteBridgePath(p, in.BlueprintID, in.ServiceID)
+		if path == "" {
+			continue
+		}
+		// No wait: the instances are running already, and a gateway that is
+		// not back yet must not hold up the manager's start.
+		if err := m.startRemoteBridge(ctx, in.ID, in.Remote, in.ServiceID, path, 0); err != nil {
+			m.log.Warn("remote bridge not restored", "instance", in.ID, "err", err)
+		}
+	}
+}
