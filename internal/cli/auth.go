@@ -414,7 +414,7 @@ The token is printed the same careful way as login's API key: --save FILE
 			if keyFile == "" {
 				return usagef("--api-key-file FILE is required")
 			}
-			if ttl < time.Second {
+			if cmd.Flags().Changed("ttl") && ttl < time.Second {
 				return usagef("--ttl must be at least 1s, got %v", ttl)
 			}
 			if err := checkProxy(g, proxyURL); err != nil {
@@ -434,7 +434,7 @@ The token is printed the same careful way as login's API key: --save FILE
 				return authErr(err, proxyURL)
 			}
 			res := tokenResult{TokenType: tok.TokenType, ExpiresAt: tok.ExpiresAt.UTC(), ExpiresIn: int64(tok.ExpiresIn / time.Second)}
-			if granted := tok.ExpiresIn; granted < ttl.Truncate(time.Second) {
+			if granted := tok.ExpiresIn; ttl > 0 && granted < ttl.Truncate(time.Second) {
 				g.streams.Notice("the proxy granted %v (asked for %v)", granted, ttl)
 			}
 			if so.save != "" {
@@ -456,7 +456,7 @@ The token is printed the same careful way as login's API key: --save FILE
 	}
 	cmd.Flags().StringVar(&proxyURL, "proxy", authclient.DefaultProxyURL, "auth proxy URL")
 	cmd.Flags().StringVar(&keyFile, "api-key-file", "", `file holding the API key (mode 0600), or "-" for standard input`)
-	cmd.Flags().DurationVar(&ttl, "ttl", 15*time.Minute, "token lifetime to ask for (whole seconds; the proxy may grant less)")
+	cmd.Flags().DurationVar(&ttl, "ttl", 0, "token lifetime to ask for (whole seconds; the proxy may grant less; default: the proxy's [proxy] token_ttl)")
 	so.register(cmd, "access token")
 	return cmd
 }

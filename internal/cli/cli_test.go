@@ -127,6 +127,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"logs", "--tail", "-1", "bp-abc"}, "--tail must be ≥ 0"},
 		{[]string{"status", "--instance", "bp-a", "bp-b"}, "instance given twice"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"package", "valdate", "x"}, `unknown command "valdate" for "bpm package"`},
+		{[]string{"keys", "ls"}, `unknown command "ls" for "bpm keys"`},
 		{[]string{"package", "validate"}, "accepts 1 arg(s), received 0"},
 		{[]string{"list", "--remote", "a", "b"}, "accepts at most 1 arg(s), received 2"},
 		{[]string{"up", "--package", "x", "--service-id", "-1"}, "--service-id must be ≥ 0"},

@@ -94,7 +94,8 @@ func newUpCommand(g *globals) *cobra.Command {
 		Use:   "up --package PACKAGE",
 		Short: "Start the manager and deploy a package in one step",
 		Long: `Start the manager in the foreground and deploy PACKAGE on this machine, then
-print where the instance answers once its health check passes. Ctrl-C terminates
+print where the instance answers once its health check passes, the auth proxy's
+URL, and how to get a token for it. Ctrl-C terminates
 the instance and stops the manager; with --keep the instance keeps running and the
 next manager re-attaches to it.`,
 		Example: `  bpm up --package examples/echo
@@ -108,14 +109,19 @@ next manager re-attaches to it.`,
 				return usagef("--service-id must be ≥ 0")
 			}
 			ctx := cmd.Context()
-			m, cfg, serve, err := startManager(ctx, g)
+			// Find the package before starting anything: a typo should not
+			// bind the proxy or reconcile state first.
+			pcfg, err := g.loadConfig()
 			if err != nil {
 				return err
 			}
-			pkg, err := blueprint.Resolve(pkgArg, cfg.Manager.PackagePaths)
+			pkg, err := blueprint.Resolve(pkgArg, pcfg.Manager.PackagePaths)
 			if err != nil {
-				m.Close()
 				return packageErr(err)
+			}
+			m, _, serve, err := startManager(ctx, g)
+			if err != nil {
+				return err
 			}
 			sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 			done := make(chan error, 1)

@@ -224,6 +224,18 @@ func classifyConfigErr(err error) error {
 // usageArgs turns cobra's argument-count errors into usage errors (exit 2)
 // throughout the tree.
 func usageArgs(cmd *cobra.Command) {
+	// A group command (bpm package, bpm keys, ...) prints its help when
+	// called alone, and an unknown subcommand is a usage error, not help
+	// with exit 0.
+	if cmd.HasParent() && cmd.HasSubCommands() && cmd.Run == nil && cmd.RunE == nil {
+		cmd.Args = cobra.ArbitraryArgs
+		cmd.RunE = func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("unknown command %q for %q", args[0], c.CommandPath())
+			}
+			return c.Help()
+		}
+	}
 	if orig := cmd.Args; orig != nil {
 		cmd.Args = func(c *cobra.Command, args []string) error {
 			if err := orig(c, args); err != nil {
