@@ -22,6 +22,8 @@ type DeployRequest struct {
 	// config it was started with, so a different file is refused rather
 	// than silently ignored.
 	RemoteConfig string `json:"remote_config,omitempty"`
+	// Force deploys even when the forecast breaks a monthly budget.
+	Force bool `json:"force,omitempty"`
 }
 
 // Instance is an instance as the API reports it. It never carries secrets.

@@ -130,7 +130,11 @@ func confirmSpend(g *globals, cfg *config.Config, remote string, e *cost.Estimat
 	if yes {
 		return nil
 	}
-	if pr, ok := cost.PricingOf(cfg.Remotes[remote]); ok && !pr.ConfirmSpend() {
+	pr, _ := cost.PricingOf(cfg.Remotes[remote])
+	if remote == "" || remote == config.LocalRemote {
+		pr = cfg.Cost.Local
+	}
+	if !pr.ConfirmSpend() {
 		return nil
 	}
 	if !stdinIsTerminal(g.streams.In) {

@@ -81,6 +81,10 @@ type Cost struct {
 	// flags it, as a Go duration or a number of days ("180d"). Default
 	// 180 days.
 	MaxPriceAge string `toml:"max_price_age"`
+	// Local is the rate card of this machine ([cost.local]), which has no
+	// [remote] section of its own. Empty: local instances cost $0, since
+	// the operator already pays for the machine.
+	Local Pricing `toml:"local"`
 }
 
 // MaxPriceAgeDuration returns MaxPriceAge parsed; validated at load.
@@ -101,6 +105,10 @@ func (c *Cost) Validate() error {
 	if d, err := ParseDays(c.MaxPriceAge); err != nil || d <= 0 {
 		fe.Add("max_price_age", "%q is not a positive age (for example 180d or 4320h)", c.MaxPriceAge)
 	}
+	if c.Local.Cloud != "" || c.Local.NodeType != "" || c.Local.ClusterFeeHour != 0 {
+		fe.Add("local", "this machine takes a rate card only (vcpu_hour, gib_hour, instance_hour, monthly_fixed, confirm)")
+	}
+	fe.Nest("local", c.Local.Validate())
 	return fe.Err()
 }
 

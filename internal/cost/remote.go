@@ -34,6 +34,7 @@ func ForRemote(cfg *config.Config, remote string, res blueprint.Resources) (Requ
 	req := Request{Remote: remote, ProviderType: "local", Need: n, MaxAge: cfg.Cost.MaxPriceAgeDuration()}
 	if remote == "" || remote == config.LocalRemote {
 		req.Remote = config.LocalRemote
+		req.Pricing = cfg.Cost.Local
 		return req, true, nil
 	}
 	r, ok := cfg.Remotes[remote]

@@ -85,5 +85,6 @@ func (m *Manager) update(ctx context.Context, id string, u state.Update) (state.
 		return out, err
 	}
 	m.cache.put(out)
+	m.meterObserve(ctx, out) // cost: open or close its running interval (cost.go)
 	return out, nil
 }

@@ -47,6 +47,13 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 	}
 
 	id := state.NewInstanceID()
+	// cost: price it and check budgets before the intent row, so a refused
+	// deploy records nothing (cost.go).
+	hourly, err := m.costGate(ctx, req, remote, pkg)
+	if err != nil {
+		return api.Instance{}, err
+	}
+	m.setCostRate(id, hourly)
 	// Held from before the intent row exists, so a reconcile or health pass
 	// never sees this instance half-made.
 	unlock := m.lockInstance(id)

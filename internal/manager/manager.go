@@ -81,6 +81,9 @@ type Manager struct {
 	instLocks map[string]*sync.Mutex
 	// checks holds each live instance's health schedule (under mu).
 	checks map[string]*healthSchedule
+
+	// cost: the meter's clock, rates and alert deliveries (cost.go).
+	cost costState
 }
 
 // New opens state, takes the manager lock (one manager per data dir) and

@@ -23,6 +23,7 @@ import (
 // Remotes whose provider cannot be built (unreachable, not in this build)
 // are skipped with a warning and retried on the next reconcile.
 func (m *Manager) Reconcile(ctx context.Context) error {
+	m.meterRecover(ctx) // cost: end intervals a crash left open (cost.go)
 	live, err := m.store.ListInstances(ctx, state.Filter{})
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
@@ -49,6 +50,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	m.syncRemoteBridges(ctx)
+	m.meterResume(ctx) // cost: reopen intervals of what still runs (cost.go)
 	return errors.Join(errs...)
 }
 
@@ -156,6 +158,7 @@ func (m *Manager) healthLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		m.checkAll(ctx)
+		m.meterTick(ctx) // cost: heartbeat and budget alerts (cost.go)
 	}
 }
 

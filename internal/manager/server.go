@@ -135,6 +135,7 @@ func (m *Manager) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, pc)
 	})
 	m.authKeyRoutes(mux, p)
+	m.costRoutes(mux, p) // cost: estimate, report, budgets (cost.go)
 	mux.HandleFunc("GET "+p+"/instances/{id}/logs", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		follow, err := queryBool(q.Get("follow"), "follow")
