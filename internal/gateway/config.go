@@ -210,8 +210,13 @@ func build(raw map[string]string, name func(string) string) (Config, error) {
 			bad("hub_address", err)
 		}
 		c.HubAddress = a
-	} else if c.Prefix.IsValid() {
+	} else if c.Prefix.IsValid() && c.Prefix.Bits() < c.Prefix.Addr().BitLen()-1 {
 		c.HubAddress = c.Prefix.Addr().Next()
+	} else if c.Address.IsValid() {
+		// A single-host address (what `bpm tunnel export-peer` writes) says
+		// nothing about the hub's; guessing would aim the liveness probe —
+		// the thing that re-handshakes after a hub restart — at nothing.
+		bad("hub_address", fmt.Errorf("required when address is a single host (%s): use the [Peer] AllowedIPs address of the exported config", v4or6(c.Address)))
 	}
 	allow := DefaultAllow
 	if v := raw["allow"]; v != "" {
@@ -256,3 +261,5 @@ func (c *Config) Allowed(ip netip.Addr) bool {
 	}
 	return false
 }
+
+func v4or6(a netip.Addr) string { return netip.PrefixFrom(a, a.BitLen()).String() }
