@@ -84,8 +84,8 @@ func TestSpecCommandLinesParse(t *testing.T) {
 		{"status --remote --instance bp-abc123", ExitNoManager},
 		{"terminate --remote --instance bp-abc123", ExitNoManager},
 		{"estimate-cost --remote aws --package my-blueprint", ExitOK},
-		{"costs --remote aws", ExitNotAvailableYet},
-		{"set-alert --remote aws --monthly-limit 100", ExitNotAvailableYet},
+		{"costs --remote aws", ExitNoManager},
+		{"set-alert --remote aws --monthly-limit 100", ExitNoManager},
 	}
 	for _, c := range cases {
 		if !remoteBuild && (strings.HasPrefix(c.line, "deploy") || strings.HasPrefix(c.line, "estimate-cost")) {

@@ -11,6 +11,7 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 
+	"github.com/bpm-project/bpm/internal/api"
 	"github.com/bpm-project/bpm/internal/blueprint"
 	"github.com/bpm-project/bpm/internal/config"
 	"github.com/bpm-project/bpm/internal/cost"
@@ -166,4 +167,134 @@ func chargedDetail(e *cost.Estimate) string {
 // exit 8, like a budget refusal.
 func refusedf(format string, args ...any) error {
 	return &classified{err: fmt.Errorf(format, args...), kind: provider.ErrQuota}
+}
+
+func newCostsCommand(g *globals) *cobra.Command {
+	var remote string
+	var out outputFlag
+	cmd := &cobra.Command{
+		Use:   "costs [--remote NAME]",
+		Short: "Show month-to-date cost and the forecast to month end",
+		Long: `Show what instances have cost this month (UTC), from the intervals they actually
+ran (running or degraded), and the forecast to the month's end if what runs now
+keeps running: per remote, blueprint, service and instance, most expensive first.`,
+		Example: `  bpm costs
+  bpm costs --remote aws -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.validate(); err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			var r cost.Report
+			if err := c.Costs(cmd.Context(), remote, &r); err != nil {
+				return err
+			}
+			return out.print(g.streams.Out, &r, func(tw *tabwriter.Writer) { costsTable(tw, &r) })
+		},
+	}
+	cmd.Flags().StringVar(&remote, "remote", "", "only this remote")
+	out.register(cmd)
+	return cmd
+}
+
+func costsTable(tw *tabwriter.Writer, r *cost.Report) {
+	fmt.Fprintf(tw, "month %s (UTC), %.0f hours left\n", r.Month, r.HoursLeft)
+	row(tw, "GROUP", "NAME", "HOURLY NOW", "MONTH TO DATE", "FORECAST")
+	line := func(kind, name string, l cost.Line) {
+		row(tw, kind, name, usd(l.HourlyUSD, 4), usd(l.MonthToDateUSD, 2), usd(l.ForecastUSD, 2))
+	}
+	line("total", "-", r.Total)
+	for _, l := range r.Remotes {
+		line("remote", dash(l.Remote), l)
+	}
+	for _, l := range r.Blueprints {
+		line("blueprint", dash(l.Blueprint), l)
+	}
+	for _, l := range r.Services {
+		name := dash(l.Blueprint)
+		if l.ServiceID != nil {
+			name += fmt.Sprintf(" #%d", *l.ServiceID)
+		}
+		line("service", name, l)
+	}
+	for _, l := range r.Instances {
+		line("instance", l.Instance, l)
+	}
+}
+
+func newSetAlertCommand(g *globals) *cobra.Command {
+	var remote, webhook string
+	var limit float64
+	var thresholds []int
+	var stop, del bool
+	var out outputFlag
+	cmd := &cobra.Command{
+		Use:   "set-alert [--remote NAME] --monthly-limit USD",
+		Short: "Set a monthly budget and its alerts",
+		Long: `Set the monthly budget of one remote, or without --remote the global budget over
+all of them. When month-to-date spend reaches each threshold (50, 80 and 100% by
+default) bpm logs it and, with --webhook, POSTs JSON to the URL (retried with
+backoff, once per threshold per month, across manager restarts). A deploy whose
+forecast would break a budget is refused (exit 8) unless deploy --force.
+--stop-at-limit terminates the budget's instances at 100%; it is off by default.`,
+		Example: `  bpm set-alert --remote aws --monthly-limit 100
+  bpm set-alert --monthly-limit 500 --thresholds 75,90,100 --webhook https://hooks.example.com/bpm
+  bpm set-alert --remote aws --delete`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.validate(); err != nil {
+				return err
+			}
+			if !del {
+				if !cmd.Flags().Changed("monthly-limit") {
+					return usagef("--monthly-limit is required")
+				}
+				if limit <= 0 {
+					return usagef("--monthly-limit must be a positive amount in USD")
+				}
+			}
+			for _, t := range thresholds {
+				if t < 1 || t > 1000 {
+					return usagef("--thresholds: %d is not a percentage from 1 to 1000", t)
+				}
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			var bs []cost.Budget
+			req := api.BudgetRequest{Remote: remote, MonthlyLimitUSD: limit, Thresholds: thresholds,
+				Webhook: webhook, StopAtLimit: stop, Delete: del}
+			if err := c.SetBudget(cmd.Context(), req, &bs); err != nil {
+				return err
+			}
+			return out.print(g.streams.Out, bs, func(tw *tabwriter.Writer) {
+				row(tw, "SCOPE", "MONTHLY LIMIT", "THRESHOLDS", "WEBHOOK", "STOP AT LIMIT")
+				for _, b := range bs {
+					scope := b.Scope
+					if scope == cost.GlobalScope {
+						scope = "global"
+					}
+					ts := make([]string, len(b.Thresholds))
+					for i, t := range b.Thresholds {
+						ts[i] = fmt.Sprintf("%d%%", t)
+					}
+					row(tw, scope, usd(b.MonthlyLimitUSD, 2), strings.Join(ts, ","), dash(b.Webhook), b.StopAtLimit)
+				}
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&remote, "remote", "", "remote the budget applies to (default: the global budget)")
+	f.Float64Var(&limit, "monthly-limit", 0, "monthly limit in USD")
+	f.IntSliceVar(&thresholds, "thresholds", nil, "alert thresholds in percent of the limit (default 50,80,100)")
+	f.StringVar(&webhook, "webhook", "", "URL to POST each alert to, as JSON")
+	f.BoolVar(&stop, "stop-at-limit", false, "terminate the budget's instances when spend reaches 100%")
+	f.BoolVar(&del, "delete", false, "remove the budget")
+	out.register(cmd)
+	return cmd
 }

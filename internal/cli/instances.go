@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/bpm-project/bpm/internal/api"
 	"github.com/bpm-project/bpm/internal/blueprint"
+	"github.com/bpm-project/bpm/internal/provider"
 )
 
 // allRemotes is --remote given without a value: every remote, no local.
@@ -30,6 +32,8 @@ type deployOptions struct {
 	pkg         string
 	serviceID   int64
 	blueprintID int64
+	force       bool // deploy even over a monthly budget
+	yes         bool // spend without asking
 	out         outputFlag
 }
 
@@ -43,7 +47,13 @@ configured remote. PACKAGE is a directory or blueprint.toml path, or a package n
 found under the working directory or the configured package_paths.
 
 The instance is recorded as pending before anything is started, so a crash at any
-point leaves a record the manager reconciles on its next start.`,
+point leaves a record the manager reconciles on its next start.
+
+When the remote costs money, the estimate is shown on stderr and, on a terminal,
+confirmed before deploying, unless --yes or the remote's [pricing] confirm = false.
+Without a terminal and without either, the deploy is refused (exit 8): a script
+must say it accepts the price. A deploy whose forecast breaks a monthly budget
+(bpm set-alert) is refused (exit 8) unless --force.`,
 		Example: `  bpm deploy --package ./examples/echo
   bpm deploy --remote aws --package my-blueprint
   bpm deploy --remote-config ./production.toml --package my-blueprint --service-id 7`,
@@ -83,6 +93,15 @@ point leaves a record the manager reconciles on its next start.`,
 				v := uint64(o.blueprintID)
 				req.BlueprintID = &v
 			}
+			req.Force = o.force
+			if e, err := estimateLocal(cfg, o.remote, pkg, time.Now()); err == nil {
+				if err := confirmSpend(g, cfg, remoteName(o.remote), e, o.yes); err != nil {
+					return err
+				}
+			} else if !errors.Is(err, provider.ErrNotFound) {
+				// An unknown remote is the manager's to report, as before.
+				return err
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
@@ -102,6 +121,8 @@ point leaves a record the manager reconciles on its next start.`,
 	f.StringVar(&o.pkg, "package", "", "package directory, blueprint.toml path, or package name")
 	f.Int64Var(&o.serviceID, "service-id", 0, "service id (default: the smallest unused one)")
 	f.Int64Var(&o.blueprintID, "blueprint-id", 0, "blueprint id (default: the manifest's blueprint_id)")
+	f.BoolVar(&o.force, "force", false, "deploy even if the forecast breaks a monthly budget")
+	f.BoolVarP(&o.yes, "yes", "y", false, "accept the estimated cost without asking")
 	o.out.register(cmd)
 	return cmd
 }

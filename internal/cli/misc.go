@@ -62,49 +62,6 @@ present. Builds made with -tags bpm_noremote have only the local provider.`,
 	return cmd
 }
 
-func newCostsCommand(g *globals) *cobra.Command {
-	var remote string
-	var out outputFlag
-	cmd := &cobra.Command{
-		Use:     "costs [--remote NAME]",
-		Short:   "Show month-to-date cost and forecast (not available yet)",
-		Example: `  bpm costs --remote aws`,
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := out.validate(); err != nil {
-				return err
-			}
-			return notAvailableYet("costs", "the cost issue")
-		},
-	}
-	cmd.Flags().StringVar(&remote, "remote", "", "only this remote")
-	out.register(cmd)
-	return cmd
-}
-
-func newSetAlertCommand(g *globals) *cobra.Command {
-	var remote string
-	var limit float64
-	cmd := &cobra.Command{
-		Use:     "set-alert [--remote NAME] --monthly-limit USD",
-		Short:   "Set a monthly budget and its alerts (not available yet)",
-		Example: `  bpm set-alert --remote aws --monthly-limit 100`,
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !cmd.Flags().Changed("monthly-limit") {
-				return usagef("--monthly-limit is required")
-			}
-			if limit <= 0 {
-				return usagef("--monthly-limit must be a positive amount in USD")
-			}
-			return notAvailableYet("set-alert", "the cost issue")
-		},
-	}
-	cmd.Flags().StringVar(&remote, "remote", "", "remote the budget applies to (default: the global budget)")
-	cmd.Flags().Float64Var(&limit, "monthly-limit", 0, "monthly limit in USD")
-	return cmd
-}
-
 // newSuperviseCommand is the hidden entry point of the per-instance
 // supervisor process the local provider starts; see package supervisor.
 func newSuperviseCommand(g *globals) *cobra.Command {
