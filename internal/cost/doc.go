@@ -6,9 +6,10 @@
 // cost and a forecast, and budgets whose threshold crossings become log
 // lines, webhooks and deploy refusals.
 //
-// The package does no state I/O of its own: the manager feeds it rows from
-// the state database and persists what it decides, so every rule here is a
-// pure function that tests drive with an injected clock.
+// The estimator and the meter's summary are pure functions of their inputs
+// (rows and an injected time), so tests drive a simulated month without
+// sleeping; only Budgets touches state, through the meta table, because a
+// threshold crossing must be claimed atomically to be raised exactly once.
 package cost
 
 //go:generate sh catalog/refresh.sh
