@@ -194,3 +194,34 @@ func decodeStrict(contentType string, body io.Reader, v any) error {
 	}
 	return nil
 }
+
+// revokeServiceKeys disables every API key of a service id once no live
+// instance serves it any more. Keys are bound to a service id, not to an
+// instance; without this, a key minted for a terminated instance would open
+// whatever is deployed under the same service id next.
+func (m *Manager) revokeServiceKeys(ctx context.Context, serviceID uint64) {
+	if m.proxy.srv == nil {
+		return
+	}
+	live, err := m.store.ListInstances(ctx, state.Filter{ServiceID: &serviceID})
+	if err != nil {
+		m.log.Error("revoke keys: list instances", "service_id", serviceID, "err", err)
+		return
+	}
+	for _, in := range live {
+		if in.State != provider.StateFailed && in.State != provider.StateTerminating {
+			return // still served
+		}
+	}
+	id := registry.ID{Main: serviceID}
+	for _, ki := range m.proxy.srv.Keys().List(&id) {
+		if !ki.Enabled {
+			continue
+		}
+		if err := m.proxy.srv.RevokeAPIKey(ctx, ki.KeyID); err != nil {
+			m.log.Error("revoke key of a terminated service", "key_id", ki.KeyID, "service_id", serviceID, "err", err)
+			continue
+		}
+		m.log.Info("revoked an api key: its service is no longer served", "key_id", ki.KeyID, "service_id", serviceID)
+	}
+}

@@ -172,15 +172,18 @@ func (m *Manager) pickServiceID(ctx context.Context, bid uint64, want *uint64) (
 	if err != nil {
 		return 0, fmt.Errorf("deploy: list instances: %w", err)
 	}
+	// Service ids are global (as on chain), not per blueprint: the
+	// registry, the auth proxy's routes and its API keys are all keyed by
+	// service id alone, so two live instances sharing one would share keys.
 	used := map[uint64]string{}
 	for _, in := range live {
-		if in.BlueprintID == bid && in.State != provider.StateFailed {
+		if in.State != provider.StateFailed {
 			used[in.ServiceID] = in.ID
 		}
 	}
 	if want != nil {
 		if other, ok := used[*want]; ok {
-			return 0, fmt.Errorf("deploy: service id %d of blueprint %d is already served by %s: %w", *want, bid, other, provider.ErrExists)
+			return 0, fmt.Errorf("deploy: service id %d is already served by %s: %w", *want, other, provider.ErrExists)
 		}
 		return *want, nil
 	}
@@ -266,6 +269,7 @@ func (m *Manager) Terminate(ctx context.Context, id string) (api.Instance, error
 	// dropRoutes then removes any the manager wrote.
 	m.stopBridge(tctx, id, false)
 	m.dropRoutes(tctx, id)
+	m.revokeServiceKeys(tctx, inst.ServiceID)
 	if inst.Remote != LocalRemote {
 		// The remote's last instance takes its peer with it (unless the
 		// remote was exported by hand). The instance is gone either way,

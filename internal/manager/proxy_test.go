@@ -225,7 +225,9 @@ func TestProxyBridgeEndToEnd(t *testing.T) {
 		t.Fatalf("revoke unknown: %v", err)
 	}
 
-	// Terminate: the route goes, the proxy answers 404, the socket is gone.
+	// Terminate: the route goes, the service's keys are revoked (so the
+	// proxy refuses the token before it looks for a route), the socket is
+	// gone.
 	created2, err := f.client.CreateAuthKey(ctx, api.AuthKeyRequest{ServiceID: &sid})
 	if err != nil {
 		t.Fatal(err)
@@ -234,8 +236,8 @@ func TestProxyBridgeEndToEnd(t *testing.T) {
 	if _, err := f.client.Terminate(ctx, inst.ID); err != nil {
 		t.Fatal(err)
 	}
-	if code, _ := proxyDo(t, http.MethodGet, purl+"hello", tok2, ""); code != http.StatusNotFound {
-		t.Fatalf("after terminate: %d, want 404", code)
+	if code, _ := proxyDo(t, http.MethodGet, purl+"hello", tok2, ""); code != http.StatusUnauthorized {
+		t.Fatalf("after terminate: %d, want 401", code)
 	}
 	if _, err := f.m.Registry().Get(idOf(1)); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("record after terminate: %v", err)
@@ -320,5 +322,56 @@ func TestDeployWithoutBridge(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("no bridge event: %+v", d.Events)
+	}
+}
+
+// TestKeysDieWithTheirService: an operator key is bound to a service id, so
+// terminating the last instance that serves it revokes the key — it must
+// not open whatever is deployed under that service id next, even another
+// blueprint's instance. Service ids are unique across blueprints.
+func TestKeysDieWithTheirService(t *testing.T) {
+	f := newFixture(t)
+	f.terminateAll()
+	f.start()
+	ctx := ctxT(t)
+	dir, _ := f.writeBridgePackage()
+	first, err := f.client.Deploy(ctx, api.DeployRequest{PackagePath: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, f.client, first.ID, "running")
+	waitRegistered(t, f.m.Registry(), first.ServiceID)
+	sid := first.ServiceID
+	created, err := f.client.CreateAuthKey(ctx, api.AuthKeyRequest{ServiceID: &sid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	purl := proxyURLOf(t, f.client)
+	tok := exchange(t, purl, created.APIKey.Reveal())
+	if code, _ := proxyDo(t, http.MethodGet, purl+"hello", tok, ""); code != http.StatusOK {
+		t.Fatalf("before terminate: %d", code)
+	}
+
+	// Another blueprint cannot take a live service id.
+	other, _ := f.writePackage("http")
+	otherBID := uint64(77)
+	if _, err := f.client.Deploy(ctx, api.DeployRequest{PackagePath: other, ServiceID: &sid, BlueprintID: &otherBID}); !errors.Is(err, provider.ErrExists) {
+		t.Fatalf("second blueprint on a live service id: %v", err)
+	}
+
+	if _, err := f.client.Terminate(ctx, first.ID); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := f.client.AuthKeys(ctx, &sid)
+	if err != nil || len(keys) != 1 || keys[0].State != "revoked" {
+		t.Fatalf("keys after terminate: %+v, %v", keys, err)
+	}
+	next, err := f.client.Deploy(ctx, api.DeployRequest{PackagePath: other, ServiceID: &sid, BlueprintID: &otherBID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, f.client, next.ID, "running")
+	if code, _ := proxyDo(t, http.MethodGet, purl+"hello", tok, ""); code != http.StatusUnauthorized {
+		t.Fatalf("old token reaches the next service on the same id: %d, want 401", code)
 	}
 }

@@ -267,12 +267,16 @@ bridge_dir = "%s/lab"
 	}
 	bc.Close()
 
-	// Terminate: route gone, endpoint closed.
+	// Terminate: route gone, the service's keys revoked (the proxy refuses
+	// the token before looking for a route), endpoint closed.
 	if _, err := f.client.Terminate(ctx, inst.ID); err != nil {
 		t.Fatal(err)
 	}
-	if code, body := proxyDo(t, http.MethodGet, purl+"hello", tok, ""); code != http.StatusNotFound {
-		t.Fatalf("after terminate: %d %q, want 404", code, body)
+	if code, body := proxyDo(t, http.MethodGet, purl+"hello", tok, ""); code != http.StatusUnauthorized {
+		t.Fatalf("after terminate: %d %q, want 401", code, body)
+	}
+	if _, err := f.m.Registry().Get(idOf(inst.ServiceID)); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("route after terminate: %v", err)
 	}
 	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
 		t.Fatalf("gateway's endpoint left behind after terminate: %v", err)
