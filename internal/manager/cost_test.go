@@ -247,3 +247,46 @@ func TestBudgetRefusalForceAndWebhook(t *testing.T) {
 		t.Fatalf("attempts %v delivered %v; want 50%% twice (500 then 200) and once each delivered, 80%% once", attempts, delivered)
 	}
 }
+
+// TestStopAtLimit: stopping instances at 100% of a budget is opt-in. With
+// it off (the default) an instance past its budget keeps running; with it
+// on, the crossing terminates the budget's instances.
+func TestStopAtLimit(t *testing.T) {
+	for _, stop := range []bool{false, true} {
+		t.Run(map[bool]string{false: "off", true: "on"}[stop], func(t *testing.T) {
+			f := newFixtureConfig(t, "[cost.local]\ninstance_hour = 1.0\n")
+			f.terminateAll()
+			clock := &simClock{t: nov1}
+			f.startClocked(clock)
+			ctx := ctxT(t)
+			var bs []cost.Budget
+			if err := f.client.SetBudget(ctx, api.BudgetRequest{MonthlyLimitUSD: 10, StopAtLimit: stop}, &bs); err != nil {
+				t.Fatal(err)
+			}
+			dir, _ := f.writePackage("http")
+			inst, err := f.client.Deploy(ctx, api.DeployRequest{PackagePath: dir, Force: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitState(t, f.client, inst.ID, "running")
+			clock.set(nov1.Add(5 * time.Hour)) // $5: under the limit
+			f.m.CostTick(ctx)
+			if d, _ := f.client.Status(ctx, inst.ID); d.State != "running" {
+				t.Fatalf("at $5 of $10: %s", d.State)
+			}
+			clock.set(nov1.Add(11 * time.Hour)) // $11: past 100%
+			f.m.CostTick(ctx)
+			d, err := f.client.Status(ctx, inst.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := "running"
+			if stop {
+				want = "terminated"
+			}
+			if d.State != want {
+				t.Fatalf("stop_at_limit=%v at $11 of $10: state %s, want %s", stop, d.State, want)
+			}
+		})
+	}
+}
