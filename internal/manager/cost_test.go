@@ -13,7 +13,6 @@ import (
 
 	"github.com/bpm-project/bpm/internal/api"
 	"github.com/bpm-project/bpm/internal/cost"
-	"github.com/bpm-project/bpm/internal/manager"
 	"github.com/bpm-project/bpm/internal/provider"
 	"github.com/bpm-project/bpm/internal/provider/local"
 )
@@ -27,60 +26,6 @@ type simClock struct {
 
 func (c *simClock) now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *simClock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
-
-// startClocked is fixture.start with the cost clock set before Reconcile,
-// which is where a restarted manager settles the meter.
-func (f *fixture) startClocked(clock *simClock) {
-	f.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	m, err := manager.New(ctx, manager.Options{
-		Config: f.cfg, HealthInterval: 100 * time.Millisecond,
-		LocalOverride: func(o *local.Options) {
-			localTestOptions(o)
-			if f.override != nil {
-				f.override(o)
-			}
-		},
-	})
-	if err != nil {
-		cancel()
-		f.t.Fatal(err)
-	}
-	m.SetCostClock(clock.now, []time.Duration{10 * time.Millisecond, 20 * time.Millisecond})
-	if err := m.ListenProxy(ctx); err != nil {
-		cancel()
-		m.Close()
-		f.t.Fatal(err)
-	}
-	if err := m.Reconcile(ctx); err != nil {
-		f.t.Logf("reconcile: %v", err)
-	}
-	l, err := manager.Listen(ctx, f.cfg.Manager.Socket)
-	if err != nil {
-		cancel()
-		m.Close()
-		f.t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		m.Serve(ctx, l)
-		m.WaitAlerts()
-		m.Close()
-	}()
-	f.m = m
-	f.client = api.NewClient(f.cfg.Manager.Socket)
-	stopped := false
-	f.stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		<-done
-	}
-	f.t.Cleanup(f.stop)
-}
 
 func costs(t *testing.T, f *fixture, remote string) cost.Report {
 	t.Helper()

@@ -89,6 +89,13 @@ func localTestOptions(o *local.Options) {
 // shutdown does.
 func (f *fixture) start() {
 	f.t.Helper()
+	f.startClocked(nil)
+}
+
+// startClocked is start with the cost clock, when given, set before
+// Reconcile, which is where a restarted manager settles the meter.
+func (f *fixture) startClocked(clock *simClock) {
+	f.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	m, err := manager.New(ctx, manager.Options{
 		Config:         f.cfg,
@@ -104,6 +111,9 @@ func (f *fixture) start() {
 	if err != nil {
 		cancel()
 		f.t.Fatal(err)
+	}
+	if clock != nil {
+		m.SetCostClock(clock.now, []time.Duration{10 * time.Millisecond, 20 * time.Millisecond})
 	}
 	if err := m.ListenProxy(ctx); err != nil {
 		cancel()
@@ -123,6 +133,7 @@ func (f *fixture) start() {
 	go func() {
 		defer close(done)
 		m.Serve(ctx, l)
+		m.WaitAlerts()
 		m.Close()
 	}()
 	f.m = m
