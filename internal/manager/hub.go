@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"reflect"
 	"slices"
 	"strconv"
@@ -497,4 +498,40 @@ func (m *Manager) closeHub() {
 		m.hubs.hub.Close()
 		m.hubs.hub = nil
 	}
+}
+
+// tunnelSpec is what a remote's provider needs to run its gateway: the
+// hub's coordinates and the remote's own key and tunnel address (the same
+// ones `bpm tunnel export-peer` writes). The hub must be running.
+func (m *Manager) tunnelSpec(ctx context.Context, remote string) (provider.TunnelSpec, error) {
+	m.hubs.mu.Lock()
+	defer m.hubs.mu.Unlock()
+	h := m.hubs.hub
+	if h == nil {
+		return provider.TunnelSpec{}, fmt.Errorf("tunnel spec for %s: the hub is not running", remote)
+	}
+	addr, err := m.hubs.alloc.Allocate(ctx, remote)
+	if err != nil {
+		return provider.TunnelSpec{}, fmt.Errorf("tunnel spec for %s: %w", remote, err)
+	}
+	key, err := m.spokeKeyLocked(remote)
+	if err != nil {
+		return provider.TunnelSpec{}, fmt.Errorf("tunnel spec for %s: %w", remote, err)
+	}
+	endpoint := h.Endpoint()
+	if rc, ok := m.cfg.Remotes[remote]; ok {
+		if t, ok := remoteTunnel(rc); ok && t.Endpoint != "" {
+			endpoint = t.Endpoint // the hub as that remote sees it
+		}
+	}
+	return provider.TunnelSpec{
+		Remote:            remote,
+		HubEndpoint:       endpoint,
+		HubPublicKey:      h.PublicKey().String(),
+		HubAddress:        h.Address().String(),
+		GatewayAddress:    netip.PrefixFrom(addr, m.hubs.alloc.Prefix().Bits()).String(),
+		GatewayPrivateKey: key.Reveal(),
+		MTU:               h.MTU(),
+		Keepalive:         m.cfg.Hub.KeepaliveDuration(),
+	}, nil
 }

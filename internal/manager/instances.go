@@ -95,7 +95,19 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 		// The remote's peer must exist before its gateway can dial in. The
 		// intent row is already live, so the declarative peer set
 		// includes this remote.
-		if err := m.reconcilePeers(dctx); err != nil {
+		// Then the provider makes sure the remote's gateway runs and dials
+		// in (once per remote; idempotent). A provider with no gateway of
+		// its own says ErrUnsupported.
+		err := m.reconcilePeers(dctx)
+		if err == nil {
+			var spec provider.TunnelSpec
+			if spec, err = m.tunnelSpec(dctx, remote); err == nil {
+				if _, err = p.EstablishTunnel(dctx, spec); errors.Is(err, provider.ErrUnsupported) {
+					err = nil
+				}
+			}
+		}
+		if err != nil {
 			log.Warn("deploy failed: tunnel", "err", err)
 			msg := err.Error()
 			st := provider.StateFailed

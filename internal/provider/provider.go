@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/bpm-project/bpm/internal/blueprint"
@@ -106,11 +107,39 @@ type CostEstimate struct {
 	Detail    string
 }
 
-// TunnelSpec describes the hub a remote's gateway must dial.
+// TunnelSpec is everything a remote's gateway needs to dial the hub: what
+// `bpm gateway` reads from its BPM_GATEWAY_* variables. GatewayPrivateKey
+// is a secret: a provider hands it to the gateway only through the
+// platform's own secret object (a Kubernetes Secret, a 0600 file over
+// SFTP, a Docker env file), never on a command line or in a label, and
+// never logs it.
 type TunnelSpec struct {
 	Remote       string
-	HubEndpoint  string
-	HubPublicKey string
+	HubEndpoint  string // host:port the gateway dials
+	HubPublicKey string // WireGuard base64
+	HubAddress   string // the hub's tunnel address, e.g. 10.77.0.1
+	// GatewayAddress is the gateway's tunnel address with the tunnel
+	// network's prefix length, e.g. 10.77.0.3/16.
+	GatewayAddress    string
+	GatewayPrivateKey string
+	MTU               int
+	Keepalive         time.Duration
+}
+
+// GatewayEnv is spec as the environment `bpm gateway` reads. It holds the
+// private key: pass it only through a secret object.
+func (s TunnelSpec) GatewayEnv() map[string]string {
+	env := map[string]string{
+		"BPM_GATEWAY_HUB_ENDPOINT":   s.HubEndpoint,
+		"BPM_GATEWAY_HUB_PUBLIC_KEY": s.HubPublicKey,
+		"BPM_GATEWAY_HUB_ADDRESS":    s.HubAddress,
+		"BPM_GATEWAY_ADDRESS":        s.GatewayAddress,
+		"BPM_GATEWAY_PRIVATE_KEY":    s.GatewayPrivateKey,
+	}
+	if s.MTU > 0 {
+		env["BPM_GATEWAY_MTU"] = strconv.Itoa(s.MTU)
+	}
+	return env
 }
 
 // TunnelInfo reports a remote's gateway once its tunnel is up.
