@@ -65,8 +65,18 @@ func (p *Provider) deploy(ctx context.Context, req provider.DeployRequest) (prov
 		}
 	}
 
+	path, args, err := p.opts.Executable(ctx, req.Package)
+	if err != nil {
+		return nil, fmt.Errorf("resolve executable: %w", err)
+	}
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(req.Package.Dir, path)
+	}
+
 	// Held from the port check until instance.json records this
-	// instance's ports, so two deploys cannot both claim a port.
+	// instance's ports, so two deploys cannot both claim a port. Taken
+	// after resolving the executable, which may run a whole `go build`
+	// that other deploys need not wait for.
 	p.portMu.Lock()
 	portsLocked := true
 	unlockPorts := func() {
@@ -79,14 +89,6 @@ func (p *Provider) deploy(ctx context.Context, req provider.DeployRequest) (prov
 	ports := tcpPorts(req.Package.Manifest.Ports)
 	if err := p.portsFree(ctx, req.InstanceID, ports); err != nil {
 		return nil, err
-	}
-
-	path, args, err := p.opts.Executable(ctx, req.Package)
-	if err != nil {
-		return nil, fmt.Errorf("resolve executable: %w", err)
-	}
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(req.Package.Dir, path)
 	}
 
 	dataDir := filepath.Join(dir, "data")
