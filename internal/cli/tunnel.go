@@ -37,6 +37,14 @@ func newTunnelStatusCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// The hub's line goes to stderr so the table stays parseable.
+			if out.format == "table" {
+				if st.Hub.Running {
+					g.streams.Notice("hub %s at %s, listening on UDP %d, endpoint %s", st.Hub.Address, st.Hub.CIDR, st.Hub.ListenPort, st.Hub.Endpoint)
+				} else {
+					g.streams.Notice("hub not running (it starts when a remote needs it)")
+				}
+			}
 			return out.print(g.streams.Out, st, func(tw *tabwriter.Writer) {
 				row(tw, "REMOTE", "ADDRESS", "ENDPOINT", "LAST HANDSHAKE", "RX", "TX", "HEALTH")
 				for _, p := range st.Peers {
