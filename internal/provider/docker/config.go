@@ -1,7 +1,6 @@
 package docker
 
 import (
-	"context"
 	"fmt"
 	"maps"
 	"net/url"
@@ -10,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/bpm-project/bpm/internal/config"
-	"github.com/bpm-project/bpm/internal/provider"
 )
 
 // Type is the provider's registry name.
@@ -38,6 +36,12 @@ type Config struct {
 	Organization string `toml:"organization"`
 	// MaxInstances caps how many instances bpm runs here; 0 means no cap.
 	MaxInstances int `toml:"max_instances"`
+	// ImageArchives maps an image reference to an archive (docker save or
+	// OCI layout) that is loaded when the engine lacks the image, for
+	// engines that cannot reach a registry.
+	ImageArchives map[string]string `toml:"image_archives"`
+	// Resources caps what one instance may use and how many run here.
+	Resources config.Resources `toml:"resources"`
 
 	Regions Regions       `toml:"regions"`
 	Tunnel  config.Tunnel `toml:"tunnel"`
@@ -59,19 +63,6 @@ type Regions struct {
 
 // NewConfig returns a config holding the defaults.
 func NewConfig() *Config { return &Config{Type: Type} }
-
-// Info registers the provider type.
-func Info() provider.Info {
-	return provider.Info{
-		Type:        Type,
-		Remote:      true,
-		Description: "containers on a Docker Engine or Docker-compatible API",
-		NewConfig:   func() any { return NewConfig() },
-		New: func(context.Context, provider.Env) (provider.Provider, error) {
-			return nil, fmt.Errorf("%s provider: %w", Type, provider.ErrNotAvailableYet)
-		},
-	}
-}
 
 var regionRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
@@ -121,6 +112,12 @@ func (c *Config) Validate() error {
 		}
 		c.checkEndpoint(&fe, key, r.Endpoints[region])
 	}
+	for _, ref := range slices.Sorted(maps.Keys(c.ImageArchives)) {
+		if c.ImageArchives[ref] == "" {
+			fe.Add("image_archives."+ref, "empty path")
+		}
+	}
+	fe.Nest("resources", c.Resources.Validate())
 	fe.Nest("tunnel", c.Tunnel.Validate())
 	fe.Nest("pricing", c.Pricing.Validate())
 	return fe.Err()

@@ -2,7 +2,6 @@ package docker
 
 import (
 	"context"
-	"errors"
 	"testing"
 
 	"github.com/bpm-project/bpm/internal/config"
@@ -17,9 +16,9 @@ func TestInfo(t *testing.T) {
 	if _, ok := info.NewConfig().(*Config); !ok {
 		t.Errorf("NewConfig returns %T, want *Config", info.NewConfig())
 	}
-	_, err := info.New(context.Background(), provider.Env{Remote: "x", Config: info.NewConfig()})
-	if !errors.Is(err, provider.ErrNotAvailableYet) {
-		t.Errorf("New: err = %v, want ErrNotAvailableYet", err)
+	p, err := info.New(context.Background(), provider.Env{Remote: "x", Config: info.NewConfig()})
+	if err != nil || p.Type() != Type {
+		t.Errorf("New: %v, %v", p, err)
 	}
 }
 
