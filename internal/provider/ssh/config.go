@@ -80,8 +80,14 @@ func Info() provider.Info {
 		Remote:      true,
 		Description: "hosts reached over SSH, running Docker containers or native processes",
 		NewConfig:   func() any { return NewConfig() },
-		New: func(context.Context, provider.Env) (provider.Provider, error) {
-			return nil, fmt.Errorf("%s provider: %w", Type, provider.ErrNotAvailableYet)
+		New: func(_ context.Context, env provider.Env) (provider.Provider, error) {
+			cfg, ok := env.Config.(*Config)
+			if !ok {
+				return nil, fmt.Errorf("%s provider: config is %T, want *ssh.Config", Type, env.Config)
+			}
+			// Without an executable resolver a deploy fails saying so; the
+			// manager wires the package resolver in through New.
+			return New(cfg, Options{Logger: env.Logger})
 		},
 	}
 }

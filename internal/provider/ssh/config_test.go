@@ -17,9 +17,17 @@ func TestInfo(t *testing.T) {
 	if _, ok := info.NewConfig().(*Config); !ok {
 		t.Errorf("NewConfig returns %T, want *Config", info.NewConfig())
 	}
-	_, err := info.New(context.Background(), provider.Env{Remote: "x", Config: info.NewConfig()})
+	cfg := NewConfig()
+	cfg.Hosts = []string{"h"}
+	// The docker runtime is not implemented yet.
+	_, err := info.New(context.Background(), provider.Env{Remote: "x", Config: cfg})
 	if !errors.Is(err, provider.ErrNotAvailableYet) {
-		t.Errorf("New: err = %v, want ErrNotAvailableYet", err)
+		t.Errorf("New docker runtime: err = %v, want ErrNotAvailableYet", err)
+	}
+	cfg.Runtime.Type = RuntimeNative
+	p, err := info.New(context.Background(), provider.Env{Remote: "x", Config: cfg})
+	if err != nil || p.Type() != Type {
+		t.Errorf("New native runtime: %v, %v", p, err)
 	}
 }
 

@@ -1,8 +1,20 @@
 // Package ssh is bpm's SSH provider: it runs instances on plain hosts reached
-// over SSH, as Docker containers or native processes bound to loopback, with
-// host keys verified against known_hosts.
+// over SSH (golang.org/x/crypto/ssh, one reused connection per host), with
+// host keys verified against known_hosts — strictly unless
+// trust_on_first_use is set, and never ignored.
 //
-// So far it holds the config schema only, so [remote.NAME] sections of type
-// "ssh" load and validate; building the provider returns
-// provider.ErrNotAvailableYet until the implementation lands.
+// The native runtime reuses the local provider's design on the host: the
+// bpm binary is uploaded once over SFTP to ~/.bpm/bin/bpm-<sha256> (hash
+// checked on the host, then renamed into place), the package's binary to
+// ~/.bpm/pkg/sha256-<hash>, spec.json (0600; it holds the env) to
+// ~/.bpm/instances/<id>/, and `bpm supervise --dir DIR` is started in its
+// own session. Status, logs and liveness are read back over SFTP; health
+// checks and instance traffic go through direct-tcpip channels to the
+// service's loopback port, so nothing listens on the host's network.
+//
+// Every remote command line is built by command/quote; values that are not
+// fixed words (env, names) never reach a command line at all.
+//
+// The docker runtime is not implemented yet (New returns
+// provider.ErrNotAvailableYet for it).
 package ssh

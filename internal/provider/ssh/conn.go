@@ -1,0 +1,302 @@
+package ssh
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+	"golang.org/x/crypto/ssh/knownhosts"
+)
+
+// dialTimeout bounds the TCP connect and SSH handshake to one host, so an
+// unreachable host costs a deploy seconds, not the kernel's minutes.
+const dialTimeout = 15 * time.Second
+
+// hostConn is the one SSH connection bpm keeps to a host, with its SFTP
+// session: every operation on the host multiplexes channels over it rather
+// than paying a handshake each time.
+type hostConn struct {
+	addr   string
+	client *ssh.Client
+	sftp   *sftp.Client
+	home   string // the login user's home, absolute, from SFTP
+	dead   chan struct{}
+}
+
+func (c *hostConn) connected() bool {
+	select {
+	case <-c.dead:
+		return false
+	default:
+		return true
+	}
+}
+
+func (c *hostConn) close() {
+	c.sftp.Close()
+	c.client.Close()
+}
+
+// pool holds at most one live connection per host and redials a host whose
+// connection dropped.
+type pool struct {
+	cfg    *Config
+	logger *slog.Logger
+
+	mu    sync.Mutex
+	conns map[string]*hostConn
+	// dialing serialises dials per host so concurrent callers share one.
+	dialing map[string]*sync.Mutex
+}
+
+func newPool(cfg *Config, logger *slog.Logger) *pool {
+	return &pool{cfg: cfg, logger: logger, conns: map[string]*hostConn{}, dialing: map[string]*sync.Mutex{}}
+}
+
+// get returns the live connection to addr, dialling it when there is none.
+func (p *pool) get(ctx context.Context, addr string) (*hostConn, error) {
+	p.mu.Lock()
+	if c, ok := p.conns[addr]; ok && c.connected() {
+		p.mu.Unlock()
+		return c, nil
+	}
+	dl, ok := p.dialing[addr]
+	if !ok {
+		dl = &sync.Mutex{}
+		p.dialing[addr] = dl
+	}
+	p.mu.Unlock()
+
+	dl.Lock()
+	defer dl.Unlock()
+	p.mu.Lock()
+	if c, ok := p.conns[addr]; ok && c.connected() {
+		p.mu.Unlock()
+		return c, nil
+	}
+	p.mu.Unlock()
+
+	c, err := p.dial(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	p.conns[addr] = c
+	p.mu.Unlock()
+	return c, nil
+}
+
+func (p *pool) closeAll() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for addr, c := range p.conns {
+		c.close()
+		delete(p.conns, addr)
+	}
+	return nil
+}
+
+func (p *pool) dial(ctx context.Context, addr string) (*hostConn, error) {
+	auth, err := p.authMethods()
+	if err != nil {
+		return nil, err
+	}
+	user := p.cfg.User
+	if user == "" {
+		user = os.Getenv("USER")
+	}
+	cc := &ssh.ClientConfig{
+		User:              user,
+		Auth:              auth,
+		HostKeyCallback:   p.hostKeyCallback(),
+		HostKeyAlgorithms: nil,
+		Timeout:           dialTimeout,
+	}
+	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("ssh: dial %s: %w", addr, err)
+	}
+	// The handshake has no context of its own: bound it by the deadline.
+	if dl, ok := ctx.Deadline(); ok {
+		_ = nc.SetDeadline(dl)
+	}
+	sc, chans, reqs, err := ssh.NewClientConn(nc, addr, cc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("ssh: handshake with %s: %w", addr, err)
+	}
+	_ = nc.SetDeadline(time.Time{})
+	client := ssh.NewClient(sc, chans, reqs)
+	sf, err := sftp.NewClient(client, sftp.UseConcurrentWrites(true))
+	if err != nil {
+		client.Close()
+		return nil, fmt.Errorf("ssh: sftp on %s: %w", addr, err)
+	}
+	home, err := sf.Getwd()
+	if err != nil || !strings.HasPrefix(home, "/") {
+		sf.Close()
+		client.Close()
+		return nil, fmt.Errorf("ssh: %s: home directory %q: %v", addr, home, err)
+	}
+	c := &hostConn{addr: addr, client: client, sftp: sf, home: home, dead: make(chan struct{})}
+	go func() {
+		_ = client.Wait()
+		close(c.dead)
+	}()
+	p.logger.Debug("connected", "host", addr)
+	return c, nil
+}
+
+func (p *pool) authMethods() ([]ssh.AuthMethod, error) {
+	if p.cfg.Key != "" {
+		pem, err := os.ReadFile(p.cfg.Key)
+		if err != nil {
+			return nil, fmt.Errorf("ssh: read key: %w", err)
+		}
+		var signer ssh.Signer
+		if pass := p.cfg.KeyPassphrase.Reveal(); pass != "" {
+			signer, err = ssh.ParsePrivateKeyWithPassphrase(pem, []byte(pass))
+		} else {
+			signer, err = ssh.ParsePrivateKey(pem)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("ssh: key %s: %w", p.cfg.Key, err)
+		}
+		return []ssh.AuthMethod{ssh.PublicKeys(signer)}, nil
+	}
+	sock := os.Getenv("SSH_AUTH_SOCK")
+	if sock == "" {
+		return nil, errors.New("ssh: no key configured and no ssh-agent ($SSH_AUTH_SOCK unset)")
+	}
+	// The agent connection is opened per signing request so a restarted
+	// agent is picked up.
+	return []ssh.AuthMethod{ssh.PublicKeysCallback(func() ([]ssh.Signer, error) {
+		conn, err := net.Dial("unix", sock)
+		if err != nil {
+			return nil, fmt.Errorf("ssh-agent: %w", err)
+		}
+		return agent.NewClient(conn).Signers()
+	})}, nil
+}
+
+// knownHostsPath is the configured file or ~/.ssh/known_hosts.
+func (p *pool) knownHostsPath() string {
+	if p.cfg.KnownHosts != "" {
+		return p.cfg.KnownHosts
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".ssh", "known_hosts")
+}
+
+// tofuMu serialises appends to known_hosts across hosts dialled at once.
+var tofuMu sync.Mutex
+
+// hostKeyCallback checks a host's key against known_hosts. The file is read
+// at each dial so a key recorded by trust-on-first-use (or by the operator)
+// counts from the next connection on. A key that differs from a recorded
+// one is always refused; an unknown key is refused unless
+// trust_on_first_use is set, in which case it is recorded with a warning.
+func (p *pool) hostKeyCallback() ssh.HostKeyCallback {
+	path := p.knownHostsPath()
+	return func(hostname string, remote net.Addr, key ssh.PublicKey) error {
+		check, err := knownhosts.New(path)
+		if err != nil {
+			if !(p.cfg.TrustOnFirstUse && errors.Is(err, os.ErrNotExist)) {
+				return fmt.Errorf("known_hosts: %w", err)
+			}
+			check = func(string, net.Addr, ssh.PublicKey) error { return &knownhosts.KeyError{} }
+		}
+		err = check(hostname, remote, key)
+		var ke *knownhosts.KeyError
+		if err == nil || !errors.As(err, &ke) {
+			return err
+		}
+		if len(ke.Want) > 0 {
+			return fmt.Errorf("host key of %s does not match %s (possible man-in-the-middle; if the host was reinstalled, remove its old line): %w", hostname, path, err)
+		}
+		if !p.cfg.TrustOnFirstUse {
+			return fmt.Errorf("host %s is not in %s (add its key, or set trust_on_first_use = true): %w", hostname, path, err)
+		}
+		if err := appendKnownHost(path, hostname, key); err != nil {
+			return fmt.Errorf("trust on first use: record key of %s: %w", hostname, err)
+		}
+		p.logger.Warn("trusting host key on first use and recording it", "host", hostname,
+			"key_type", key.Type(), "fingerprint", ssh.FingerprintSHA256(key), "known_hosts", path)
+		return nil
+	}
+}
+
+func appendKnownHost(path, hostname string, key ssh.PublicKey) error {
+	tofuMu.Lock()
+	defer tofuMu.Unlock()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	line := knownhosts.Line([]string{knownhosts.Normalize(hostname)}, key) + "\n"
+	if _, err := f.WriteString(line); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// RemoteError is a remote command that failed, with what it wrote to
+// stderr (commands never carry secrets, so this is safe to show).
+type RemoteError struct {
+	Host   string
+	Cmd    string
+	Stderr string
+	Err    error
+}
+
+func (e *RemoteError) Error() string {
+	msg := fmt.Sprintf("ssh: %s: %s: %v", e.Host, e.Cmd, e.Err)
+	if s := strings.TrimSpace(e.Stderr); s != "" {
+		msg += ": " + s
+	}
+	return msg
+}
+
+func (e *RemoteError) Unwrap() error { return e.Err }
+
+// run executes cmd (built with command) on the host and returns its stdout.
+// Cancelling ctx closes the session.
+func (c *hostConn) run(ctx context.Context, cmd string) (string, error) {
+	sess, err := c.client.NewSession()
+	if err != nil {
+		return "", fmt.Errorf("ssh: %s: new session: %w", c.addr, err)
+	}
+	defer sess.Close()
+	var stdout, stderr bytes.Buffer
+	sess.Stdout, sess.Stderr = &stdout, &stderr
+	done := make(chan error, 1)
+	go func() { done <- sess.Run(cmd) }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		sess.Close()
+		return "", fmt.Errorf("ssh: %s: %s: %w", c.addr, cmd, ctx.Err())
+	}
+	if err != nil {
+		return stdout.String(), &RemoteError{Host: c.addr, Cmd: cmd, Stderr: stderr.String(), Err: err}
+	}
+	return stdout.String(), nil
+}

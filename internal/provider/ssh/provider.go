@@ -1,0 +1,258 @@
+package ssh
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bpm-project/bpm/internal/blueprint"
+	"github.com/bpm-project/bpm/internal/provider"
+	"github.com/bpm-project/bpm/internal/supervisor"
+)
+
+// Platform is a host's operating system and architecture in Go's terms.
+type Platform struct{ OS, Arch string }
+
+func (p Platform) String() string { return p.OS + "/" + p.Arch }
+
+// ExecutableFunc resolves a package to the native program that runs it on
+// a host of the given platform: a local file to upload, and its arguments.
+type ExecutableFunc func(ctx context.Context, pkg *blueprint.Package, pl Platform) (path string, args []string, err error)
+
+// Options are what the manager, not the config file, decides.
+type Options struct {
+	// Binary is the bpm executable uploaded to run `bpm supervise` on the
+	// hosts. Default: this process's executable. It must be built for the
+	// hosts' platform.
+	Binary string
+	// BinaryPlatform is what Binary was built for. Default: this process's.
+	BinaryPlatform Platform
+	// Executable resolves a package to its native binary (runtime native).
+	Executable ExecutableFunc
+	// BaseDir is bpm's directory on each host, relative to the login
+	// user's home unless absolute. Default ".bpm".
+	BaseDir string
+	// GracePeriod between SIGTERM and SIGKILL on stop. Default 10s.
+	GracePeriod time.Duration
+	// StartTimeout bounds how long Deploy waits for the service process.
+	// Default 30s.
+	StartTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// Provider runs instances on the hosts of one ssh remote.
+type Provider struct {
+	cfg    *Config
+	opts   Options
+	hosts  []string // host:port, in config order
+	pool   *pool
+	logger *slog.Logger
+
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+	// sums caches local files' sha256 by path, size and mtime: hashing the
+	// bpm binary on every deploy would cost more than the upload check.
+	sums map[string]fileSum
+}
+
+var (
+	_ provider.Provider = (*Provider)(nil)
+	_ provider.Logser   = (*Provider)(nil)
+	_ provider.Lister   = (*Provider)(nil)
+	_ provider.Closer   = (*Provider)(nil)
+)
+
+// New builds a provider for cfg; it connects lazily, on first use of a host.
+func New(cfg *Config, opts Options) (*Provider, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("ssh: config: %w", err)
+	}
+	if cfg.Runtime.Type != RuntimeNative {
+		return nil, fmt.Errorf("ssh: runtime %q: %w", cfg.Runtime.Type, provider.ErrNotAvailableYet)
+	}
+	var hosts []string
+	for _, h := range cfg.Hosts {
+		a, err := hostAddr(h, cfg.Port)
+		if err != nil {
+			return nil, err // Validate caught it already
+		}
+		hosts = append(hosts, a)
+	}
+	if opts.Binary == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("ssh: find own executable to upload: %w", err)
+		}
+		opts.Binary = self
+	}
+	if opts.BinaryPlatform == (Platform{}) {
+		opts.BinaryPlatform = hostPlatform()
+	}
+	if opts.BaseDir == "" {
+		opts.BaseDir = ".bpm"
+	}
+	if opts.GracePeriod <= 0 {
+		opts.GracePeriod = supervisor.DefaultGracePeriod
+	}
+	if opts.StartTimeout <= 0 {
+		opts.StartTimeout = 30 * time.Second
+	}
+	if opts.Executable == nil {
+		opts.Executable = func(context.Context, *blueprint.Package, Platform) (string, []string, error) {
+			return "", nil, errors.New("no executable resolver configured (ssh.Options.Executable)")
+		}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	logger := opts.Logger.With("provider", Type)
+	return &Provider{
+		cfg: cfg, opts: opts, hosts: hosts, logger: logger,
+		pool:  newPool(cfg, logger),
+		locks: map[string]*sync.Mutex{},
+		sums:  map[string]fileSum{},
+	}, nil
+}
+
+// Type implements provider.Provider.
+func (p *Provider) Type() string { return Type }
+
+// Close drops every host connection. Instances keep running: their
+// supervisors do not depend on the connection.
+func (p *Provider) Close() error { return p.pool.closeAll() }
+
+func (p *Provider) lock(id string) func() {
+	p.mu.Lock()
+	l, ok := p.locks[id]
+	if !ok {
+		l = &sync.Mutex{}
+		p.locks[id] = l
+	}
+	p.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// handle is what Deploy returns: the host is the part that matters, since
+// without it every host must be searched.
+type handle struct {
+	Host            string `json:"host"`
+	Dir             string `json:"dir"`
+	SupervisorPID   int    `json:"supervisor_pid"`
+	SupervisorStart uint64 `json:"supervisor_start"`
+}
+
+func (h handle) encode() provider.Handle {
+	b, _ := json.Marshal(h)
+	return b
+}
+
+func decodeHandle(b provider.Handle) (handle, error) {
+	var h handle
+	if len(b) == 0 {
+		return h, nil
+	}
+	if err := json.Unmarshal(b, &h); err != nil {
+		return h, fmt.Errorf("decode handle: %w", err)
+	}
+	return h, nil
+}
+
+// validID keeps an instance id one safe path element on the host.
+var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+func checkID(id string) error {
+	if !validID.MatchString(id) {
+		return fmt.Errorf("invalid instance id %q", id)
+	}
+	return nil
+}
+
+// Resources sums what the reachable hosts report. An unreachable host adds
+// nothing and is logged.
+func (p *Provider) Resources(ctx context.Context) (provider.Resources, error) {
+	var r provider.Resources
+	var errs []error
+	total := 0
+	for _, h := range p.hosts {
+		hr, n, err := p.hostResources(ctx, h)
+		if err != nil {
+			p.logger.Warn("host unreachable; skipped", "host", h, "err", err)
+			errs = append(errs, err)
+			continue
+		}
+		r.CPUMillis += hr.CPUMillis
+		r.MemoryBytes += hr.MemoryBytes
+		total += n
+	}
+	if len(errs) == len(p.hosts) {
+		return r, fmt.Errorf("ssh: resources: no host reachable: %w", errors.Join(errs...))
+	}
+	r.Instances = -1
+	if p.cfg.MaxInstances > 0 {
+		r.Instances = max(p.cfg.MaxInstances-total, 0)
+	}
+	return r, nil
+}
+
+// hostResources reports one host's CPUs, available memory and how many bpm
+// instances run there.
+func (p *Provider) hostResources(ctx context.Context, addr string) (provider.Resources, int, error) {
+	c, err := p.pool.get(ctx, addr)
+	if err != nil {
+		return provider.Resources{}, 0, err
+	}
+	out, err := c.run(ctx, command("nproc"))
+	if err != nil {
+		return provider.Resources{}, 0, err
+	}
+	cpus, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil {
+		return provider.Resources{}, 0, fmt.Errorf("ssh: %s: nproc: %q", addr, out)
+	}
+	mi, err := c.readFile("/proc/meminfo", 1<<16)
+	if err != nil {
+		return provider.Resources{}, 0, err
+	}
+	mem := memAvailable(string(mi))
+	owned, err := p.listHost(ctx, c)
+	if err != nil {
+		return provider.Resources{}, 0, err
+	}
+	return provider.Resources{CPUMillis: int64(cpus) * 1000, MemoryBytes: mem}, len(owned), nil
+}
+
+func memAvailable(meminfo string) int64 {
+	for line := range strings.SplitSeq(meminfo, "\n") {
+		k, rest, ok := strings.Cut(line, ":")
+		if !ok || k != "MemAvailable" {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) > 0 {
+			kb, _ := strconv.ParseInt(f[0], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// EstimateCost prices an instance from the remote's [pricing] table; hosts
+// the operator owns default to free.
+func (p *Provider) EstimateCost(ctx context.Context, req provider.CostRequest) (provider.CostEstimate, error) {
+	return provider.CostEstimate{HourlyUSD: 0, Detail: "own hosts over ssh (set [pricing] to attribute their cost)"}, nil
+}
+
+// EstablishTunnel is not implemented for ssh remotes yet: the gateway would
+// run on a host under `bpm supervise` with its spec uploaded 0600.
+func (p *Provider) EstablishTunnel(ctx context.Context, spec provider.TunnelSpec) (provider.TunnelInfo, error) {
+	return provider.TunnelInfo{}, fmt.Errorf("ssh: tunnel: %w", provider.ErrNotAvailableYet)
+}
