@@ -15,6 +15,13 @@
 // Every remote command line is built by command/quote; values that are not
 // fixed words (env, names) never reach a command line at all.
 //
+// The remote's gateway (EstablishTunnel) runs the same way: `bpm gateway`
+// under `bpm supervise` in ~/.bpm/gateway/<remote>/ on the first reachable
+// host, its BPM_GATEWAY_* configuration (the private key included) only in
+// that directory's 0600 spec.json. A live gateway with the same spec is
+// kept, a changed spec replaces it, and it outlives the remote's
+// instances: Terminate never stops it.
+//
 // The docker runtime is not implemented yet (New returns
 // provider.ErrNotAvailableYet for it).
 package ssh

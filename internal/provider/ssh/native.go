@@ -192,13 +192,8 @@ func (p *Provider) deployOn(ctx context.Context, c *hostConn, req provider.Deplo
 		return nil, fmt.Errorf("remove stale status: %w", err)
 	}
 
-	// setsid -f: the supervisor forks into its own session, so it outlives
-	// this SSH session and the manager; all three standard streams are
-	// redirected, so the session closes as soon as setsid returns.
-	start := command("setsid", "-f", bpmBin, "supervise", "--dir", dir) +
-		" </dev/null >>" + quote(path.Join(dir, "supervisor.log")) + " 2>&1"
 	started := time.Now()
-	if _, err := c.run(ctx, start); err != nil {
+	if err := p.startSupervisorWith(ctx, c, bpmBin, dir); err != nil {
 		return nil, fmt.Errorf("start supervisor: %w", err)
 	}
 	h, err := p.waitStarted(ctx, c, dir)
@@ -212,6 +207,17 @@ func (p *Provider) deployOn(ctx context.Context, c *hostConn, req provider.Deplo
 	}
 	log.Info("deployed", "supervisor_pid", h.SupervisorPID, "took", time.Since(started))
 	return h.encode(), nil
+}
+
+// startSupervisorWith starts `bpm supervise --dir DIR` on the host.
+// setsid -f: the supervisor forks into its own session, so it outlives this
+// SSH session and the manager; all three standard streams are redirected,
+// so the session closes as soon as setsid returns.
+func (p *Provider) startSupervisorWith(ctx context.Context, c *hostConn, bpmBin, dir string) error {
+	start := command("setsid", "-f", bpmBin, "supervise", "--dir", dir) +
+		" </dev/null >>" + quote(path.Join(dir, "supervisor.log")) + " 2>&1"
+	_, err := c.run(ctx, start)
+	return err
 }
 
 // specJSON is the supervisor's spec.json, produced by supervisor.WriteSpec

@@ -250,9 +250,3 @@ func memAvailable(meminfo string) int64 {
 func (p *Provider) EstimateCost(ctx context.Context, req provider.CostRequest) (provider.CostEstimate, error) {
 	return provider.CostEstimate{HourlyUSD: 0, Detail: "own hosts over ssh (set [pricing] to attribute their cost)"}, nil
 }
-
-// EstablishTunnel is not implemented for ssh remotes yet: the gateway would
-// run on a host under `bpm supervise` with its spec uploaded 0600.
-func (p *Provider) EstablishTunnel(ctx context.Context, spec provider.TunnelSpec) (provider.TunnelInfo, error) {
-	return provider.TunnelInfo{}, fmt.Errorf("ssh: tunnel: %w", provider.ErrNotAvailableYet)
-}
