@@ -10,10 +10,11 @@ import (
 	"testing"
 )
 
-// TestIntegrationRemoteNotAvailableYet: a configured remote whose provider
-// lands later is refused with its own exit code, records nothing, and
-// leaves the local default untouched.
-func TestIntegrationRemoteNotAvailableYet(t *testing.T) {
+// TestIntegrationRemoteUnreachable: a configured remote whose cluster
+// cannot be reached (here: its kubeconfig does not exist) is refused with
+// the "unavailable" exit code, records nothing, and leaves the local
+// default untouched.
+func TestIntegrationRemoteUnreachable(t *testing.T) {
 	e := newEnv(t)
 	cfg := filepath.Join(e.root, "cfg", "config.toml")
 	b, err := os.ReadFile(cfg)
@@ -28,8 +29,8 @@ namespace = "blueprint-production"
 	must(t, os.WriteFile(cfg, b, 0o600))
 	e.startManager()
 	_, errs, code := e.run("deploy", "--remote", "aws", "--package", e.pkg)
-	if code != 4 || !strings.Contains(errs, "not available yet") {
-		t.Fatalf("deploy to a kubernetes remote: exit %d, stderr %q; want exit 4 and a clear message", code, errs)
+	if code != 7 || !strings.Contains(errs, "kubeconfig") {
+		t.Fatalf("deploy to an unreachable kubernetes remote: exit %d, stderr %q; want exit 7 naming the kubeconfig", code, errs)
 	}
 	if all := e.list(true); len(all) != 0 {
 		t.Fatalf("a refused deploy left state: %+v", all)

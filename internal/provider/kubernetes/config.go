@@ -30,6 +30,10 @@ type Config struct {
 	// GatewayImage overrides the gateway's container image; empty means
 	// the image matching this bpm release.
 	GatewayImage string `toml:"gateway_image"`
+	// GatewayPullPolicy is the gateway container's imagePullPolicy:
+	// Always, IfNotPresent (default) or Never, the last for clusters that
+	// only run images imported into their nodes (`bpm gateway image`).
+	GatewayPullPolicy string `toml:"gateway_pull_policy"`
 	// ImagePullSecrets names Secrets in Namespace used to pull images from
 	// private registries.
 	ImagePullSecrets []string `toml:"image_pull_secrets"`
@@ -59,8 +63,12 @@ func Info() provider.Info {
 		Remote:      true,
 		Description: "pods on a Kubernetes cluster (kubeconfig and context)",
 		NewConfig:   func() any { return NewConfig() },
-		New: func(context.Context, provider.Env) (provider.Provider, error) {
-			return nil, fmt.Errorf("%s provider: %w", Type, provider.ErrNotAvailableYet)
+		New: func(ctx context.Context, env provider.Env) (provider.Provider, error) {
+			cfg, ok := env.Config.(*Config)
+			if !ok || cfg == nil {
+				return nil, fmt.Errorf("kubernetes: remote %s: config is %T, want *kubernetes.Config", env.Remote, env.Config)
+			}
+			return New(ctx, env.Remote, cfg, env.Logger)
 		},
 	}
 }
@@ -85,6 +93,11 @@ func (c *Config) Validate() error {
 		if err := CheckImageRef(c.GatewayImage); err != nil {
 			fe.Add("gateway_image", "%q: %s", c.GatewayImage, err)
 		}
+	}
+	switch c.GatewayPullPolicy {
+	case "", "Always", "IfNotPresent", "Never":
+	default:
+		fe.Add("gateway_pull_policy", "%q is not one of Always, IfNotPresent, Never", c.GatewayPullPolicy)
 	}
 	for i, s := range c.ImagePullSecrets {
 		if len(s) > 253 || !dns1123Label.MatchString(s) && !validSubdomain(s) {

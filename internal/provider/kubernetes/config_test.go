@@ -17,9 +17,15 @@ func TestInfo(t *testing.T) {
 	if _, ok := info.NewConfig().(*Config); !ok {
 		t.Errorf("NewConfig returns %T, want *Config", info.NewConfig())
 	}
-	_, err := info.New(context.Background(), provider.Env{Remote: "x", Config: info.NewConfig()})
-	if !errors.Is(err, provider.ErrNotAvailableYet) {
-		t.Errorf("New: err = %v, want ErrNotAvailableYet", err)
+	// A config of another type is a wiring bug, reported, not a panic.
+	if _, err := info.New(context.Background(), provider.Env{Remote: "x", Config: struct{}{}}); err == nil {
+		t.Error("New with a foreign config: no error")
+	}
+	// A kubeconfig that does not exist fails before any request.
+	c := NewConfig()
+	c.Kubeconfig = t.TempDir() + "/missing"
+	if _, err := info.New(context.Background(), provider.Env{Remote: "x", Config: c}); err == nil || errors.Is(err, provider.ErrNotAvailableYet) {
+		t.Errorf("New with a missing kubeconfig: err = %v", err)
 	}
 }
 
@@ -42,10 +48,12 @@ func TestValidate(t *testing.T) {
 		{"full", func(c *Config) {
 			c.Namespace = "blueprint-production"
 			c.GatewayImage = "registry.example.com:5000/bpm/gateway@sha256:abc"
+			c.GatewayPullPolicy = "Never"
 			c.ImagePullSecrets = []string{"regcred", "reg.cred"}
 			c.NodeSelector = map[string]string{"kubernetes.io/arch": "amd64", "gpu": ""}
 			c.Resources = config.Resources{CPULimit: "250m", MemoryLimit: "1.5Gi", MaxInstances: 3}
 		}, nil},
+		{"pull policy", func(c *Config) { c.GatewayPullPolicy = "never" }, []string{"gateway_pull_policy"}},
 		{"empty namespace", func(c *Config) { c.Namespace = "" }, []string{"namespace"}},
 		{"long namespace", func(c *Config) { c.Namespace = string(make([]byte, 64)) }, []string{"namespace"}},
 		{"memory not a quantity", func(c *Config) { c.Resources.MemoryLimit = "8 GiB" }, []string{"resources.memory_limit"}},

@@ -1,7 +1,12 @@
 // Package kubernetes is bpm's Kubernetes provider: it runs instances as pods
-// in a namespace of a cluster, reachable only through the remote's gateway.
+// in a namespace of a cluster, chosen by kubeconfig and context, reachable
+// only through the remote's gateway.
 //
-// So far it holds the config schema only, so [remote.NAME] sections of type
-// "kubernetes" load and validate; building the provider returns
-// provider.ErrNotAvailableYet until the implementation lands.
+// Per remote it keeps the namespace (created when the user may), a
+// ResourceQuota from [resources] and one gateway Deployment whose whole
+// environment, WireGuard key included, is a Secret. Per instance it applies
+// a Secret (the env), a Deployment, a ClusterIP Service and a NetworkPolicy
+// admitting only the gateway, all named bpm-<instance id>, labelled with
+// their owner, and written by server-side apply with field manager "bpm", so
+// a deploy is idempotent and a restarted manager finds everything by label.
 package kubernetes

@@ -1,0 +1,270 @@
+package kubernetes
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	k8s "k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/bpm-project/bpm/internal/provider"
+)
+
+// FieldManager owns every field bpm applies. Server-side apply with one
+// manager makes a repeated deploy a no-op and lets an operator's own edits to
+// other fields survive it.
+const FieldManager = "bpm"
+
+// Label keys. Everything bpm creates carries them, so a restarted manager
+// (or `kubectl get -l`) finds its objects without bpm's database.
+const (
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	LabelInstance  = "bpm.instance"
+	LabelRemote    = "bpm.remote"
+	LabelBlueprint = "bpm.blueprint"
+	LabelService   = "bpm.service"
+	// LabelComponent marks the remote's gateway, which NetworkPolicies
+	// admit; instances do not carry it.
+	LabelComponent = "bpm.component"
+	managedBy      = "bpm"
+	gatewayName    = "bpm-gateway"
+)
+
+// Provider runs instances on one cluster, in one namespace.
+type Provider struct {
+	remote string
+	cfg    *Config
+	cs     k8s.Interface
+	log    *slog.Logger
+	// pollInterval paces the waits in Terminate and EstablishTunnel.
+	pollInterval time.Duration
+}
+
+var (
+	_ provider.Provider = (*Provider)(nil)
+	_ provider.Logser   = (*Provider)(nil)
+	_ provider.Lister   = (*Provider)(nil)
+)
+
+// New connects to the cluster that cfg's kubeconfig and context name, the
+// way kubectl does: the same lookup order, and exec credential plugins (how
+// EKS, GKE and AKS authenticate) run by client-go itself. It makes sure the
+// namespace and its quota exist.
+func New(ctx context.Context, remote string, cfg *Config, log *slog.Logger) (*Provider, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if cfg.Kubeconfig != "" {
+		rules.ExplicitPath = cfg.Kubeconfig
+	}
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: cfg.Context})
+	rc, err := cc.ClientConfig()
+	if err != nil {
+		// Unavailable, not invalid: the file or context may appear later
+		// (a cloud CLI writes it) without a change to bpm's config.
+		return nil, fmt.Errorf("kubernetes: kubeconfig: %w: %w", provider.ErrUnavailable, err)
+	}
+	rc.UserAgent = "bpm"
+	cs, err := k8s.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes: client: %w", err)
+	}
+	p := &Provider{remote: remote, cfg: cfg, cs: cs, pollInterval: 250 * time.Millisecond,
+		log: log.With("remote", remote, "namespace", cfg.Namespace)}
+	if err := p.ensureNamespace(ctx); err != nil {
+		return nil, err
+	}
+	if err := p.applyQuota(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Type implements provider.Provider.
+func (p *Provider) Type() string { return Type }
+
+func (p *Provider) ns() string { return p.cfg.Namespace }
+
+func (p *Provider) apply() metav1.ApplyOptions {
+	// Force: bpm is the authority on the fields it sets; a conflict means
+	// someone edited them by hand, and the deploy should win.
+	return metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
+}
+
+// ensureNamespace creates the namespace when it is missing. Users confined
+// to one namespace (as most cluster tenants are) can neither read nor create
+// namespaces; for them a Forbidden answer means "use it as it is".
+func (p *Provider) ensureNamespace(ctx context.Context) error {
+	_, err := p.cs.CoreV1().Namespaces().Get(ctx, p.ns(), metav1.GetOptions{})
+	switch {
+	case err == nil, apierrors.IsForbidden(err):
+		return nil
+	case !apierrors.IsNotFound(err):
+		return fmt.Errorf("kubernetes: namespace %s: %w: %w", p.ns(), provider.ErrUnavailable, err)
+	}
+	nsac := corev1ac.Namespace(p.ns()).WithLabels(map[string]string{LabelManagedBy: managedBy})
+	if _, err := p.cs.CoreV1().Namespaces().Apply(ctx, nsac, p.apply()); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("kubernetes: create namespace %s: %w", p.ns(), err)
+	}
+	return nil
+}
+
+// Room the gateway needs inside the quota, on top of max_instances instances.
+var (
+	gatewayCPU    = resource.MustParse("100m")
+	gatewayMemory = resource.MustParse("64Mi")
+)
+
+// applyQuota turns [resources] into the namespace's ResourceQuota, so the
+// cluster itself enforces what bpm promised even against a second manager
+// or a hand-made Deployment. Without max_instances there is no total to
+// enforce (per-instance limits go on each container).
+func (p *Provider) applyQuota(ctx context.Context) error {
+	r := p.cfg.Resources
+	if r.MaxInstances <= 0 {
+		return nil
+	}
+	n := int64(r.MaxInstances)
+	hard := corev1.ResourceList{
+		// One more than max_instances: the gateway is a Deployment too.
+		"count/deployments.apps": *resource.NewQuantity(n+1, resource.DecimalSI),
+	}
+	if r.CPULimit != "" {
+		q, err := resource.ParseQuantity(r.CPULimit)
+		if err != nil {
+			return fmt.Errorf("kubernetes: cpu_limit: %w", err)
+		}
+		total := resource.NewMilliQuantity(q.MilliValue()*n+gatewayCPU.MilliValue(), resource.DecimalSI)
+		hard[corev1.ResourceLimitsCPU] = *total
+	}
+	if r.MemoryLimit != "" {
+		q, err := resource.ParseQuantity(r.MemoryLimit)
+		if err != nil {
+			return fmt.Errorf("kubernetes: memory_limit: %w", err)
+		}
+		hard[corev1.ResourceLimitsMemory] = *resource.NewQuantity(q.Value()*n+gatewayMemory.Value(), resource.BinarySI)
+	}
+	qac := corev1ac.ResourceQuota("bpm", p.ns()).
+		WithLabels(map[string]string{LabelManagedBy: managedBy, LabelRemote: p.remote}).
+		WithSpec(corev1ac.ResourceQuotaSpec().WithHard(hard))
+	if _, err := p.cs.CoreV1().ResourceQuotas(p.ns()).Apply(ctx, qac, p.apply()); err != nil {
+		return fmt.Errorf("kubernetes: apply quota: %w", err)
+	}
+	return nil
+}
+
+// handle is what the manager persists for an instance. Names are derived
+// from the instance id anyway; the handle records the namespace so that a
+// remote whose namespace changes in config still finds its old instances.
+type handle struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+}
+
+func (p *Provider) handleFor(id string) provider.Handle {
+	b, _ := json.Marshal(handle{Namespace: p.ns(), Name: objectName(id)})
+	return b
+}
+
+// locate returns the namespace and object name of ref.
+func (p *Provider) locate(ref provider.Ref) (ns, name string) {
+	var h handle
+	if len(ref.Handle) > 0 && json.Unmarshal(ref.Handle, &h) == nil && h.Namespace != "" && h.Name != "" {
+		return h.Namespace, h.Name
+	}
+	return p.ns(), objectName(ref.InstanceID)
+}
+
+// objectName is every per-instance object's name: deterministic, so a
+// retried deploy applies onto what an interrupted one created.
+func objectName(id string) string { return "bpm-" + id }
+
+func (p *Provider) instanceSelector(id string) string {
+	return LabelManagedBy + "=" + managedBy + "," + LabelInstance + "=" + id
+}
+
+// Resources reports the room left: instances under max_instances, and CPU
+// and memory under the quota, or the nodes' allocatable total without one.
+func (p *Provider) Resources(ctx context.Context) (provider.Resources, error) {
+	out := provider.Resources{Instances: -1}
+	if limit := p.cfg.Resources.MaxInstances; limit > 0 {
+		owned, err := p.ListOwned(ctx)
+		if err != nil {
+			return out, err
+		}
+		out.Instances = max(0, limit-len(owned))
+	}
+	q, err := p.cs.CoreV1().ResourceQuotas(p.ns()).Get(ctx, "bpm", metav1.GetOptions{})
+	if err == nil {
+		if h, ok := q.Status.Hard[corev1.ResourceLimitsCPU]; ok {
+			u := q.Status.Used[corev1.ResourceLimitsCPU]
+			out.CPUMillis = max(0, h.MilliValue()-u.MilliValue())
+		}
+		if h, ok := q.Status.Hard[corev1.ResourceLimitsMemory]; ok {
+			u := q.Status.Used[corev1.ResourceLimitsMemory]
+			out.MemoryBytes = max(0, h.Value()-u.Value())
+		}
+	}
+	if out.CPUMillis == 0 && out.MemoryBytes == 0 {
+		nodes, err := p.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err == nil {
+			for _, n := range nodes.Items {
+				cpu, mem := n.Status.Allocatable[corev1.ResourceCPU], n.Status.Allocatable[corev1.ResourceMemory]
+				gpu := n.Status.Allocatable[gpuResource]
+				out.CPUMillis += cpu.MilliValue()
+				out.MemoryBytes += mem.Value()
+				out.GPUs += int(gpu.Value())
+			}
+		} else if !apierrors.IsForbidden(err) {
+			return out, fmt.Errorf("kubernetes: resources: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// EstimateCost: the cluster's price is the operator's [pricing], which the
+// cost package applies; the provider itself adds nothing.
+func (p *Provider) EstimateCost(ctx context.Context, req provider.CostRequest) (provider.CostEstimate, error) {
+	return provider.CostEstimate{HourlyUSD: 0, Detail: "kubernetes: priced by the remote's [pricing]"}, nil
+}
+
+// wrapAPI names the step and maps API answers to provider's sentinels: a
+// quota refusal is ErrQuota (the API server answers Forbidden for it, which
+// would otherwise read as a permission problem).
+func wrapAPI(step string, err error) error {
+	switch {
+	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "exceeded quota"):
+		return fmt.Errorf("kubernetes: %s: %w: %w", step, provider.ErrQuota, err)
+	case apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) || apierrors.IsServiceUnavailable(err) ||
+		apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err):
+		return fmt.Errorf("kubernetes: %s: %w: %w", step, provider.ErrUnavailable, err)
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("kubernetes: %s: %w: %w", step, provider.ErrNotFound, err)
+	}
+	return fmt.Errorf("kubernetes: %s: %w", step, err)
+}
+
+// specDigest fingerprints secret data for a pod template annotation, so a
+// changed Secret rolls the pod. Keyed by nothing secret but one-way, and the
+// inputs (keys, addresses) are high-entropy, so it reveals nothing usable.
+func specDigest(data map[string][]byte) string {
+	h := sha256.New()
+	for _, k := range slices.Sorted(maps.Keys(data)) {
+		fmt.Fprintf(h, "%s=%d:%s\n", k, len(data[k]), data[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}

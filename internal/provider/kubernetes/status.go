@@ -1,0 +1,294 @@
+package kubernetes
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/bpm-project/bpm/internal/provider"
+)
+
+// Status reads the Deployment, its newest pod and that pod's warnings and
+// turns them into one state with a message an operator can act on.
+func (p *Provider) Status(ctx context.Context, ref provider.Ref) (provider.Status, error) {
+	ns, name := p.locate(ref)
+	dep, err := p.cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return provider.Status{}, fmt.Errorf("kubernetes: instance %s: %w", ref.InstanceID, provider.ErrNotFound)
+	}
+	if err != nil {
+		return provider.Status{}, wrapAPI("status "+name, err)
+	}
+	if dep.DeletionTimestamp != nil {
+		return provider.Status{State: provider.StateTerminating, Message: "being deleted", Since: dep.DeletionTimestamp.Time}, nil
+	}
+	pods, err := p.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: p.instanceSelector(ref.InstanceID)})
+	if err != nil {
+		return provider.Status{}, wrapAPI("status "+name, err)
+	}
+	st := deploymentStatus(dep, newestPod(pods.Items))
+	if st.State == provider.StateRunning {
+		svc, err := p.cs.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		if err == nil && svc.Spec.ClusterIP != "" && svc.Spec.ClusterIP != corev1.ClusterIPNone && len(svc.Spec.Ports) > 0 {
+			st.Address = net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(svc.Spec.Ports[0].Port)))
+		}
+	}
+	return st, nil
+}
+
+// newestPod is the pod that matters: during a restart the old one may still
+// be terminating.
+func newestPod(pods []corev1.Pod) *corev1.Pod {
+	var best *corev1.Pod
+	for i := range pods {
+		pod := &pods[i]
+		if pod.DeletionTimestamp != nil {
+			continue
+		}
+		if best == nil || pod.CreationTimestamp.After(best.CreationTimestamp.Time) {
+			best = pod
+		}
+	}
+	return best
+}
+
+// deploymentStatus is the decision table, kept free of API calls so it can
+// be tested on recorded objects.
+func deploymentStatus(dep *appsv1.Deployment, pod *corev1.Pod) provider.Status {
+	st := provider.Status{State: provider.StateCreating, Since: dep.CreationTimestamp.Time}
+	for _, c := range dep.Status.Conditions {
+		// The ReplicaSet could not create the pod: quota or admission.
+		if c.Type == appsv1.DeploymentReplicaFailure && c.Status == corev1.ConditionTrue {
+			if strings.Contains(c.Message, "exceeded quota") {
+				st.State, st.Message = provider.StateFailed, "quota exceeded: "+c.Message
+			} else {
+				st.State, st.Message = provider.StateFailed, "cannot create the pod: "+c.Message
+			}
+			return st
+		}
+	}
+	if pod == nil {
+		st.Message = "waiting for the pod to be created"
+		return st
+	}
+	st.Since = pod.CreationTimestamp.Time
+	for _, cs := range pod.Status.ContainerStatuses {
+		st.Restarts += int(cs.RestartCount)
+		if w := cs.State.Waiting; w != nil {
+			switch w.Reason {
+			case "ImagePullBackOff", "ErrImagePull", "ErrImageNeverPull", "InvalidImageName", "RegistryUnavailable":
+				st.State, st.Message = provider.StateFailed, "image "+cs.Image+" cannot be pulled ("+w.Reason+"): "+w.Message
+				return st
+			case "CreateContainerConfigError", "CreateContainerError":
+				st.State, st.Message = provider.StateFailed, "container cannot be created ("+w.Reason+"): "+w.Message
+				return st
+			case "CrashLoopBackOff":
+				st.State = provider.StateDegraded
+				st.Message = fmt.Sprintf("crash loop: the service exited %d times", cs.RestartCount)
+				if t := cs.LastTerminationState.Terminated; t != nil {
+					st.Message += fmt.Sprintf(", last with code %d (%s)", t.ExitCode, t.Reason)
+				}
+				return st
+			}
+		}
+	}
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+			// Not failed: capacity may appear (autoscaler), but never
+			// reported as running.
+			st.State, st.Message = provider.StateCreating, "unschedulable: "+c.Message
+			return st
+		}
+	}
+	if pod.Status.Phase == corev1.PodFailed {
+		st.State, st.Message = provider.StateFailed, "pod failed: "+pod.Status.Message
+		return st
+	}
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			st.State, st.Since = provider.StateRunning, c.LastTransitionTime.Time
+			if st.Restarts > 0 {
+				st.Message = fmt.Sprintf("restarted %d times", st.Restarts)
+			}
+			return st
+		}
+	}
+	if pod.Status.Phase == corev1.PodRunning {
+		st.Message = "started, waiting for the health check"
+		if st.Restarts > 0 {
+			st.State = provider.StateDegraded
+			st.Message = fmt.Sprintf("not ready after %d restarts", st.Restarts)
+		}
+		return st
+	}
+	st.Message = "pod " + strings.ToLower(string(pod.Status.Phase))
+	return st
+}
+
+// Terminate deletes every object labelled with the instance and waits until
+// the pods are gone too, so "terminated" means nothing of it still runs.
+func (p *Provider) Terminate(ctx context.Context, ref provider.Ref) error {
+	ns, _ := p.locate(ref)
+	sel := p.instanceSelector(ref.InstanceID)
+	opts := metav1.ListOptions{LabelSelector: sel}
+	bg := metav1.DeletePropagationBackground
+	del := metav1.DeleteOptions{PropagationPolicy: &bg}
+	ignore := func(step string, err error) error {
+		if err == nil || apierrors.IsNotFound(err) {
+			return nil
+		}
+		return wrapAPI(step, err)
+	}
+	// Deployment first, so nothing recreates the pods while we wait.
+	if err := ignore("delete deployments", p.cs.AppsV1().Deployments(ns).DeleteCollection(ctx, del, opts)); err != nil {
+		return err
+	}
+	// Services have no deletecollection: delete one by one.
+	svcs, err := p.cs.CoreV1().Services(ns).List(ctx, opts)
+	if err != nil {
+		return wrapAPI("list services", err)
+	}
+	for _, s := range svcs.Items {
+		if err := ignore("delete service "+s.Name, p.cs.CoreV1().Services(ns).Delete(ctx, s.Name, del)); err != nil {
+			return err
+		}
+	}
+	if err := ignore("delete networkpolicies", p.cs.NetworkingV1().NetworkPolicies(ns).DeleteCollection(ctx, del, opts)); err != nil {
+		return err
+	}
+	if err := ignore("delete secrets", p.cs.CoreV1().Secrets(ns).DeleteCollection(ctx, del, opts)); err != nil {
+		return err
+	}
+	// Pods go with their ReplicaSet in the background; delete them too so
+	// the wait is bounded by their grace period, not the garbage collector.
+	if err := ignore("delete pods", p.cs.CoreV1().Pods(ns).DeleteCollection(ctx, del, opts)); err != nil {
+		return err
+	}
+	for {
+		left, err := p.remaining(ctx, ns, opts)
+		if err != nil {
+			return err
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kubernetes: terminate %s: still present: %s: %w", ref.InstanceID, strings.Join(left, ", "), ctx.Err())
+		case <-time.After(p.pollInterval):
+		}
+	}
+}
+
+func (p *Provider) remaining(ctx context.Context, ns string, opts metav1.ListOptions) ([]string, error) {
+	var left []string
+	deps, err := p.cs.AppsV1().Deployments(ns).List(ctx, opts)
+	if err != nil {
+		return nil, wrapAPI("list deployments", err)
+	}
+	for _, d := range deps.Items {
+		left = append(left, "deployment/"+d.Name)
+	}
+	rss, err := p.cs.AppsV1().ReplicaSets(ns).List(ctx, opts)
+	if err != nil {
+		return nil, wrapAPI("list replicasets", err)
+	}
+	for _, r := range rss.Items {
+		left = append(left, "replicaset/"+r.Name)
+	}
+	pods, err := p.cs.CoreV1().Pods(ns).List(ctx, opts)
+	if err != nil {
+		return nil, wrapAPI("list pods", err)
+	}
+	for _, x := range pods.Items {
+		left = append(left, "pod/"+x.Name)
+	}
+	return left, nil
+}
+
+// ListOwned lists this remote's instances by their Deployments' labels.
+func (p *Provider) ListOwned(ctx context.Context) ([]provider.Owned, error) {
+	deps, err := p.cs.AppsV1().Deployments(p.ns()).List(ctx, metav1.ListOptions{
+		LabelSelector: LabelManagedBy + "=" + managedBy + "," + LabelRemote + "=" + p.remote + "," + LabelInstance,
+	})
+	if err != nil {
+		return nil, wrapAPI("list instances", err)
+	}
+	var out []provider.Owned
+	for _, d := range deps.Items {
+		if d.DeletionTimestamp != nil {
+			continue
+		}
+		id := d.Labels[LabelInstance]
+		state := provider.StateCreating
+		if d.Status.ReadyReplicas > 0 {
+			state = provider.StateRunning
+		}
+		out = append(out, provider.Owned{InstanceID: id, Handle: p.handleFor(id), State: state})
+	}
+	slices.SortFunc(out, func(a, b provider.Owned) int { return strings.Compare(a.InstanceID, b.InstanceID) })
+	return out, nil
+}
+
+// Logs copies the newest pod's output to w; with Follow it streams until ctx
+// ends.
+func (p *Provider) Logs(ctx context.Context, ref provider.Ref, opts provider.LogOptions, w io.Writer) error {
+	ns, name := p.locate(ref)
+	if _, err := p.cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("kubernetes: logs %s: %w", ref.InstanceID, provider.ErrNotFound)
+		}
+		return wrapAPI("logs "+name, err)
+	}
+	pods, err := p.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: p.instanceSelector(ref.InstanceID)})
+	if err != nil {
+		return wrapAPI("logs "+name, err)
+	}
+	pod := newestPod(pods.Items)
+	if pod == nil {
+		return fmt.Errorf("kubernetes: logs %s: no pod yet", ref.InstanceID)
+	}
+	lo := &corev1.PodLogOptions{Container: "service", Follow: opts.Follow}
+	if opts.Tail > 0 {
+		n := int64(opts.Tail)
+		lo.TailLines = &n
+	}
+	rc, err := p.cs.CoreV1().Pods(ns).GetLogs(pod.Name, lo).Stream(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return wrapAPI("logs "+pod.Name, err)
+	}
+	defer rc.Close()
+	// Line by line, so a follower sees each line as soon as it arrives.
+	br := bufio.NewReader(rc)
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 {
+			if _, werr := w.Write(line); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("kubernetes: logs %s: %w", pod.Name, err)
+		}
+	}
+}

@@ -1,0 +1,53 @@
+package kubernetes
+
+import (
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/bpm-project/bpm/internal/provider"
+)
+
+func waiting(reason, msg string, restarts int32) *corev1.Pod {
+	return &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{{
+		Image: "img", RestartCount: restarts,
+		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: msg}},
+	}}}}
+}
+
+func TestDeploymentStatus(t *testing.T) {
+	quota := &appsv1.Deployment{Status: appsv1.DeploymentStatus{Conditions: []appsv1.DeploymentCondition{{
+		Type: appsv1.DeploymentReplicaFailure, Status: corev1.ConditionTrue, Reason: "FailedCreate",
+		Message: `pods "x" is forbidden: exceeded quota: bpm, requested: limits.cpu=1`,
+	}}}}
+	ready := &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{
+		{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}}
+	unsched := &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{
+		{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable, Message: "0/1 nodes are available: 1 Insufficient cpu."}}}}
+	started := &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+	for _, tc := range []struct {
+		name  string
+		dep   *appsv1.Deployment
+		pod   *corev1.Pod
+		state provider.State
+		msg   string
+	}{
+		{"no pod yet", &appsv1.Deployment{}, nil, provider.StateCreating, "waiting for the pod"},
+		{"quota", quota, nil, provider.StateFailed, "quota exceeded"},
+		{"pull backoff", &appsv1.Deployment{}, waiting("ImagePullBackOff", "back-off", 0), provider.StateFailed, "cannot be pulled (ImagePullBackOff)"},
+		{"never pull", &appsv1.Deployment{}, waiting("ErrImageNeverPull", "not present", 0), provider.StateFailed, "ErrImageNeverPull"},
+		{"crash loop", &appsv1.Deployment{}, waiting("CrashLoopBackOff", "", 4), provider.StateDegraded, "crash loop: the service exited 4 times"},
+		{"unschedulable", &appsv1.Deployment{}, unsched, provider.StateCreating, "unschedulable: 0/1 nodes"},
+		{"started not ready", &appsv1.Deployment{}, started, provider.StateCreating, "waiting for the health check"},
+		{"ready", &appsv1.Deployment{}, ready, provider.StateRunning, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := deploymentStatus(tc.dep, tc.pod)
+			if st.State != tc.state || !strings.Contains(st.Message, tc.msg) {
+				t.Errorf("status = %s %q, want %s containing %q", st.State, st.Message, tc.state, tc.msg)
+			}
+		})
+	}
+}
