@@ -136,6 +136,15 @@ var (
 func (p *Provider) applyQuota(ctx context.Context) error {
 	r := p.cfg.Resources
 	if r.MaxInstances <= 0 {
+		// Declarative: no max_instances means no quota, so one left by an
+		// earlier config goes. Only ours: the label says bpm made it.
+		q, err := p.cs.CoreV1().ResourceQuotas(p.ns()).Get(ctx, "bpm", metav1.GetOptions{})
+		if err != nil || q.Labels[LabelManagedBy] != managedBy {
+			return nil // none, or not ours, or not ours to read
+		}
+		if err := p.cs.CoreV1().ResourceQuotas(p.ns()).Delete(ctx, "bpm", metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return wrapAPI("delete quota", err)
+		}
 		return nil
 	}
 	n := int64(r.MaxInstances)

@@ -192,3 +192,12 @@ func TestIntegrationTwoContexts(t *testing.T) {
 		}
 	}
 }
+
+// kubectlErr runs kubectl and returns its output and error, for checks that
+// expect a failure.
+func kubectlErr(e kubeEnv, kctx string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, e.kubectl, append([]string{"--kubeconfig", e.kubeconfig, "--context", kctx}, args...)...).CombinedOutput()
+	return string(out), err
+}

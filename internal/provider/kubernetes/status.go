@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -25,6 +26,14 @@ func (p *Provider) Status(ctx context.Context, ref provider.Ref) (provider.Statu
 	ns, name := p.locate(ref)
 	dep, err := p.cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
+		// The Secret is applied first: alone, it is what a deploy cut
+		// short (a killed manager) left. Reported, not hidden, so the
+		// instance is terminated or re-deployed instead of leaking it.
+		sec, serr := p.cs.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+		if serr == nil && sec.DeletionTimestamp == nil {
+			return provider.Status{State: provider.StateFailed, Since: sec.CreationTimestamp.Time,
+				Message: "deploy interrupted before its Deployment was created: deploy again or terminate"}, nil
+		}
 		return provider.Status{}, fmt.Errorf("kubernetes: instance %s: %w", ref.InstanceID, provider.ErrNotFound)
 	}
 	if err != nil {
@@ -217,27 +226,40 @@ func (p *Provider) remaining(ctx context.Context, ns string, opts metav1.ListOpt
 	return left, nil
 }
 
-// ListOwned lists this remote's instances by their Deployments' labels.
+// ListOwned lists this remote's instances by label: every Deployment, and
+// every Secret without one (a deploy interrupted between the two), so
+// reconcile sees partial instances too and nothing bpm made goes unlisted.
 func (p *Provider) ListOwned(ctx context.Context) ([]provider.Owned, error) {
-	deps, err := p.cs.AppsV1().Deployments(p.ns()).List(ctx, metav1.ListOptions{
-		LabelSelector: LabelManagedBy + "=" + managedBy + "," + LabelRemote + "=" + p.remote + "," + LabelInstance,
-	})
+	sel := metav1.ListOptions{LabelSelector: LabelManagedBy + "=" + managedBy + "," + LabelRemote + "=" + p.remote + "," + LabelInstance}
+	deps, err := p.cs.AppsV1().Deployments(p.ns()).List(ctx, sel)
 	if err != nil {
 		return nil, wrapAPI("list instances", err)
 	}
-	var out []provider.Owned
-	for _, d := range deps.Items {
-		if d.DeletionTimestamp != nil {
-			continue
-		}
-		id := d.Labels[LabelInstance]
-		state := provider.StateCreating
-		if d.Status.ReadyReplicas > 0 {
-			state = provider.StateRunning
-		}
-		out = append(out, provider.Owned{InstanceID: id, Handle: p.handleFor(id), State: state})
+	secs, err := p.cs.CoreV1().Secrets(p.ns()).List(ctx, sel)
+	if err != nil {
+		return nil, wrapAPI("list instances", err)
 	}
-	slices.SortFunc(out, func(a, b provider.Owned) int { return strings.Compare(a.InstanceID, b.InstanceID) })
+	byID := map[string]provider.State{}
+	for _, s := range secs.Items {
+		if s.DeletionTimestamp == nil {
+			byID[s.Labels[LabelInstance]] = provider.StateFailed
+		}
+	}
+	for _, d := range deps.Items {
+		id := d.Labels[LabelInstance]
+		switch {
+		case d.DeletionTimestamp != nil:
+			delete(byID, id)
+		case d.Status.ReadyReplicas > 0:
+			byID[id] = provider.StateRunning
+		default:
+			byID[id] = provider.StateCreating
+		}
+	}
+	out := make([]provider.Owned, 0, len(byID))
+	for _, id := range slices.Sorted(maps.Keys(byID)) {
+		out = append(out, provider.Owned{InstanceID: id, Handle: p.handleFor(id), State: byID[id]})
+	}
 	return out, nil
 }
 
