@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -21,6 +22,9 @@ import (
 // gpuResource is the extended resource the NVIDIA device plugin exposes,
 // which is what GKE, EKS and AKS GPU nodes advertise.
 const gpuResource corev1.ResourceName = "nvidia.com/gpu"
+
+// DataDir is where an instance with storage finds its volume (DATA_DIR).
+const DataDir = "/data"
 
 func (p *Provider) labels(req provider.DeployRequest) map[string]string {
 	return map[string]string{
@@ -106,15 +110,43 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 	for _, s := range p.cfg.ImagePullSecrets {
 		podSpec.WithImagePullSecrets(corev1ac.LocalObjectReference().WithName(s))
 	}
-	dep := appsv1ac.Deployment(name, ns).WithLabels(labels).WithSpec(appsv1ac.DeploymentSpec().
-		WithReplicas(1).
-		// Recreate: one instance is one pod; a surge pod would count twice
-		// against the quota and could run two copies of a stateful service.
-		WithStrategy(appsv1ac.DeploymentStrategy().WithType("Recreate")).
-		WithSelector(metav1ac.LabelSelector().WithMatchLabels(map[string]string{LabelInstance: req.InstanceID})).
-		WithTemplate(corev1ac.PodTemplateSpec().WithLabels(labels).WithSpec(podSpec)))
-	if _, err := p.cs.AppsV1().Deployments(ns).Apply(ctx, dep, p.apply()); err != nil {
-		return nil, wrapAPI("apply deployment "+name, err)
+	selector := metav1ac.LabelSelector().WithMatchLabels(map[string]string{LabelInstance: req.InstanceID})
+	if storage := req.Package.Manifest.Resources.Storage; storage != "" {
+		// Storage asks for a volume that outlives the pod: a StatefulSet
+		// with one claim, mounted where DATA_DIR (as the local provider
+		// sets it) points.
+		size, err := resource.ParseQuantity(storage)
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes: manifest storage %q: %w", storage, err)
+		}
+		ctr.WithVolumeMounts(corev1ac.VolumeMount().WithName("data").WithMountPath(DataDir)).
+			WithEnv(corev1ac.EnvVar().WithName("DATA_DIR").WithValue(DataDir))
+		sts := appsv1ac.StatefulSet(name, ns).WithLabels(labels).WithSpec(appsv1ac.StatefulSetSpec().
+			WithReplicas(1).WithServiceName(name).WithSelector(selector).
+			// The claim goes with the instance: terminate frees everything.
+			WithPersistentVolumeClaimRetentionPolicy(appsv1ac.StatefulSetPersistentVolumeClaimRetentionPolicy().
+				WithWhenDeleted(appsv1.DeletePersistentVolumeClaimRetentionPolicyType).
+				WithWhenScaled(appsv1.RetainPersistentVolumeClaimRetentionPolicyType)).
+			WithTemplate(corev1ac.PodTemplateSpec().WithLabels(labels).WithSpec(podSpec)).
+			WithVolumeClaimTemplates(corev1ac.PersistentVolumeClaim("data", "").WithLabels(labels).
+				WithSpec(corev1ac.PersistentVolumeClaimSpec().
+					WithAccessModes(corev1.ReadWriteOnce).
+					WithResources(corev1ac.VolumeResourceRequirements().
+						WithRequests(corev1.ResourceList{corev1.ResourceStorage: size})))))
+		if _, err := p.cs.AppsV1().StatefulSets(ns).Apply(ctx, sts, p.apply()); err != nil {
+			return nil, wrapAPI("apply statefulset "+name, err)
+		}
+	} else {
+		dep := appsv1ac.Deployment(name, ns).WithLabels(labels).WithSpec(appsv1ac.DeploymentSpec().
+			WithReplicas(1).
+			// Recreate: one instance is one pod; a surge pod would count
+			// twice against the quota and could run two copies at once.
+			WithStrategy(appsv1ac.DeploymentStrategy().WithType("Recreate")).
+			WithSelector(selector).
+			WithTemplate(corev1ac.PodTemplateSpec().WithLabels(labels).WithSpec(podSpec)))
+		if _, err := p.cs.AppsV1().Deployments(ns).Apply(ctx, dep, p.apply()); err != nil {
+			return nil, wrapAPI("apply deployment "+name, err)
+		}
 	}
 
 	if len(svcPorts) > 0 {

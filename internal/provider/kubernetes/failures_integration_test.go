@@ -165,3 +165,52 @@ func TestIntegrationInterruptedDeploy(t *testing.T) {
 		t.Fatalf("left after Terminate:\n%s", out)
 	}
 }
+
+// TestIntegrationStorage: a manifest asking for storage becomes a
+// StatefulSet with a labelled claim; on this cluster (no volume
+// provisioner) its pod cannot be placed, which Status says instead of
+// running; Terminate removes the claim with everything else.
+func TestIntegrationStorage(t *testing.T) {
+	e := requireKubernetes(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := e.contexts[0]
+	p := newProvider(t, "k8s-storage", e.config(0))
+	pkg := probePackage(e.image)
+	pkg.Manifest.Resources.Storage = "16Mi"
+	ref, err := deployT(t, ctx, p, "k8s-storage", pkg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel := "bpm.instance=" + ref.InstanceID
+	if out := e.kubectlOut(t, c.name, "-n", c.namespace, "get", "statefulset,persistentvolumeclaim", "-l", sel, "-o", "name"); !strings.Contains(out, "statefulset.apps/bpm-"+ref.InstanceID) || !strings.Contains(out, "persistentvolumeclaim/data-bpm-"+ref.InstanceID+"-0") {
+		t.Fatalf("objects of a storage instance:\n%s", out)
+	}
+	var st provider.Status
+	for {
+		if st, err = p.Status(ctx, ref); err != nil {
+			t.Fatal(err)
+		}
+		if st.State == provider.StateRunning {
+			break // a cluster with a provisioner
+		}
+		if strings.Contains(st.Message, "unschedulable") {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("status never explained the pending pod: %+v", st)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("status: %s: %s", st.State, st.Message)
+	owned, err := p.ListOwned(ctx)
+	if err != nil || len(owned) == 0 {
+		t.Fatalf("ListOwned = %+v, %v", owned, err)
+	}
+	if err := p.Terminate(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if out := e.kubectlOut(t, c.name, "-n", c.namespace, "get", "statefulset,pod,persistentvolumeclaim,secret,service", "-l", sel, "-o", "name"); out != "" {
+		t.Fatalf("left after Terminate:\n%s", out)
+	}
+}

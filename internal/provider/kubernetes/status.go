@@ -24,7 +24,7 @@ import (
 // turns them into one state with a message an operator can act on.
 func (p *Provider) Status(ctx context.Context, ref provider.Ref) (provider.Status, error) {
 	ns, name := p.locate(ref)
-	dep, err := p.cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	w, err := p.getWorkload(ctx, ns, name)
 	if apierrors.IsNotFound(err) {
 		// The Secret is applied first: alone, it is what a deploy cut
 		// short (a killed manager) left. Reported, not hidden, so the
@@ -39,14 +39,20 @@ func (p *Provider) Status(ctx context.Context, ref provider.Ref) (provider.Statu
 	if err != nil {
 		return provider.Status{}, wrapAPI("status "+name, err)
 	}
-	if dep.DeletionTimestamp != nil {
-		return provider.Status{State: provider.StateTerminating, Message: "being deleted", Since: dep.DeletionTimestamp.Time}, nil
+	if w.deleted != nil {
+		return provider.Status{State: provider.StateTerminating, Message: "being deleted", Since: w.deleted.Time}, nil
 	}
 	pods, err := p.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: p.instanceSelector(ref.InstanceID)})
 	if err != nil {
 		return provider.Status{}, wrapAPI("status "+name, err)
 	}
-	st := deploymentStatus(dep, newestPod(pods.Items))
+	pod := newestPod(pods.Items)
+	if w.dep == nil && pod == nil {
+		// A StatefulSet reports a refused pod (quota, admission) only as
+		// an event.
+		w.failure = p.failedCreate(ctx, ns, name)
+	}
+	st := workloadStatus(w, pod)
 	if st.State == provider.StateRunning {
 		svc, err := p.cs.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
 		if err == nil && svc.Spec.ClusterIP != "" && svc.Spec.ClusterIP != corev1.ClusterIPNone && len(svc.Spec.Ports) > 0 {
@@ -75,17 +81,70 @@ func newestPod(pods []corev1.Pod) *corev1.Pod {
 // deploymentStatus is the decision table, kept free of API calls so it can
 // be tested on recorded objects.
 func deploymentStatus(dep *appsv1.Deployment, pod *corev1.Pod) provider.Status {
-	st := provider.Status{State: provider.StateCreating, Since: dep.CreationTimestamp.Time}
+	return workloadStatus(deploymentWorkload(dep), pod)
+}
+
+// workload is what Status needs of a Deployment or a StatefulSet.
+type workload struct {
+	dep     *appsv1.Deployment // nil for a StatefulSet
+	created metav1.Time
+	deleted *metav1.Time
+	// failure is why the controller could not create the pod, if it
+	// could not.
+	failure string
+}
+
+func deploymentWorkload(dep *appsv1.Deployment) workload {
+	w := workload{dep: dep, created: dep.CreationTimestamp, deleted: dep.DeletionTimestamp}
 	for _, c := range dep.Status.Conditions {
-		// The ReplicaSet could not create the pod: quota or admission.
 		if c.Type == appsv1.DeploymentReplicaFailure && c.Status == corev1.ConditionTrue {
-			if strings.Contains(c.Message, "exceeded quota") {
-				st.State, st.Message = provider.StateFailed, "quota exceeded: "+c.Message
-			} else {
-				st.State, st.Message = provider.StateFailed, "cannot create the pod: "+c.Message
-			}
-			return st
+			w.failure = c.Message
 		}
+	}
+	return w
+}
+
+// getWorkload finds the instance's Deployment, or its StatefulSet when it
+// has storage; NotFound when neither exists.
+func (p *Provider) getWorkload(ctx context.Context, ns, name string) (workload, error) {
+	dep, err := p.cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	if err == nil {
+		return deploymentWorkload(dep), nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return workload{}, err
+	}
+	sts, err := p.cs.AppsV1().StatefulSets(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return workload{}, err
+	}
+	return workload{created: sts.CreationTimestamp, deleted: sts.DeletionTimestamp}, nil
+}
+
+// failedCreate is the latest FailedCreate event's message for the named
+// controller, or "".
+func (p *Provider) failedCreate(ctx context.Context, ns, name string) string {
+	evs, err := p.cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
+		FieldSelector: "involvedObject.name=" + name + ",reason=FailedCreate"})
+	if err != nil || len(evs.Items) == 0 {
+		return ""
+	}
+	last := slices.MaxFunc(evs.Items, func(a, b corev1.Event) int {
+		return a.LastTimestamp.Compare(b.LastTimestamp.Time)
+	})
+	return last.Message
+}
+
+func workloadStatus(w workload, pod *corev1.Pod) provider.Status {
+	st := provider.Status{State: provider.StateCreating, Since: w.created.Time}
+	// The controller could not create the pod: quota or admission.
+	if w.failure != "" {
+		if strings.Contains(w.failure, "exceeded quota") {
+			st.State, st.Message = provider.StateFailed, "quota exceeded: "+w.failure
+		} else {
+			st.State, st.Message = provider.StateFailed, "cannot create the pod: "+w.failure
+		}
+		return st
 	}
 	if pod == nil {
 		st.Message = "waiting for the pod to be created"
@@ -163,6 +222,9 @@ func (p *Provider) Terminate(ctx context.Context, ref provider.Ref) error {
 	if err := ignore("delete deployments", p.cs.AppsV1().Deployments(ns).DeleteCollection(ctx, del, opts)); err != nil {
 		return err
 	}
+	if err := ignore("delete statefulsets", p.cs.AppsV1().StatefulSets(ns).DeleteCollection(ctx, del, opts)); err != nil {
+		return err
+	}
 	// Services have no deletecollection: delete one by one.
 	svcs, err := p.cs.CoreV1().Services(ns).List(ctx, opts)
 	if err != nil {
@@ -177,6 +239,9 @@ func (p *Provider) Terminate(ctx context.Context, ref provider.Ref) error {
 		return err
 	}
 	if err := ignore("delete secrets", p.cs.CoreV1().Secrets(ns).DeleteCollection(ctx, del, opts)); err != nil {
+		return err
+	}
+	if err := ignore("delete volume claims", p.cs.CoreV1().PersistentVolumeClaims(ns).DeleteCollection(ctx, del, opts)); err != nil {
 		return err
 	}
 	// Pods go with their ReplicaSet in the background; delete them too so
@@ -209,6 +274,13 @@ func (p *Provider) remaining(ctx context.Context, ns string, opts metav1.ListOpt
 	for _, d := range deps.Items {
 		left = append(left, "deployment/"+d.Name)
 	}
+	stss, err := p.cs.AppsV1().StatefulSets(ns).List(ctx, opts)
+	if err != nil {
+		return nil, wrapAPI("list statefulsets", err)
+	}
+	for _, s := range stss.Items {
+		left = append(left, "statefulset/"+s.Name)
+	}
 	rss, err := p.cs.AppsV1().ReplicaSets(ns).List(ctx, opts)
 	if err != nil {
 		return nil, wrapAPI("list replicasets", err)
@@ -222,6 +294,13 @@ func (p *Provider) remaining(ctx context.Context, ns string, opts metav1.ListOpt
 	}
 	for _, x := range pods.Items {
 		left = append(left, "pod/"+x.Name)
+	}
+	pvcs, err := p.cs.CoreV1().PersistentVolumeClaims(ns).List(ctx, opts)
+	if err != nil {
+		return nil, wrapAPI("list volume claims", err)
+	}
+	for _, x := range pvcs.Items {
+		left = append(left, "persistentvolumeclaim/"+x.Name)
 	}
 	return left, nil
 }
@@ -243,6 +322,21 @@ func (p *Provider) ListOwned(ctx context.Context) ([]provider.Owned, error) {
 	for _, s := range secs.Items {
 		if s.DeletionTimestamp == nil {
 			byID[s.Labels[LabelInstance]] = provider.StateFailed
+		}
+	}
+	stss, err := p.cs.AppsV1().StatefulSets(p.ns()).List(ctx, sel)
+	if err != nil {
+		return nil, wrapAPI("list instances", err)
+	}
+	for _, s := range stss.Items {
+		id := s.Labels[LabelInstance]
+		switch {
+		case s.DeletionTimestamp != nil:
+			delete(byID, id)
+		case s.Status.ReadyReplicas > 0:
+			byID[id] = provider.StateRunning
+		default:
+			byID[id] = provider.StateCreating
 		}
 	}
 	for _, d := range deps.Items {
@@ -267,7 +361,7 @@ func (p *Provider) ListOwned(ctx context.Context) ([]provider.Owned, error) {
 // ends.
 func (p *Provider) Logs(ctx context.Context, ref provider.Ref, opts provider.LogOptions, w io.Writer) error {
 	ns, name := p.locate(ref)
-	if _, err := p.cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
+	if _, err := p.getWorkload(ctx, ns, name); err != nil {
 		if apierrors.IsNotFound(err) {
 			return fmt.Errorf("kubernetes: logs %s: %w", ref.InstanceID, provider.ErrNotFound)
 		}

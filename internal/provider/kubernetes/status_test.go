@@ -51,3 +51,23 @@ func TestDeploymentStatus(t *testing.T) {
 		})
 	}
 }
+
+// A StatefulSet's refused pod is known only from its FailedCreate event.
+func TestStatefulSetStatus(t *testing.T) {
+	for _, tc := range []struct {
+		name, failure string
+		state         provider.State
+		msg           string
+	}{
+		{"quota", `pods "x-0" is forbidden: exceeded quota: bpm`, provider.StateFailed, "quota exceeded: "},
+		{"admission", `pods "x-0" is forbidden: violates PodSecurity`, provider.StateFailed, "cannot create the pod: "},
+		{"nothing yet", "", provider.StateCreating, "waiting for the pod"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := workloadStatus(workload{failure: tc.failure}, nil)
+			if st.State != tc.state || !strings.Contains(st.Message, tc.msg) {
+				t.Errorf("status = %s %q, want %s containing %q", st.State, st.Message, tc.state, tc.msg)
+			}
+		})
+	}
+}
