@@ -2,9 +2,11 @@ package kubernetes
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -107,9 +109,19 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 	if len(p.cfg.NodeSelector) > 0 {
 		podSpec.WithNodeSelector(p.cfg.NodeSelector)
 	}
+	if req.Package.Manifest.Resources.GPU > 0 {
+		// GPU node pools are commonly tainted so that only pods asking for
+		// GPUs land there (AKS, EKS; GKE adds this toleration itself).
+		podSpec.WithTolerations(corev1ac.Toleration().WithKey(string(gpuResource)).
+			WithOperator(corev1.TolerationOpExists).WithEffect(corev1.TaintEffectNoSchedule))
+	}
 	for _, s := range p.cfg.ImagePullSecrets {
 		podSpec.WithImagePullSecrets(corev1ac.LocalObjectReference().WithName(s))
 	}
+	// After the Secret (which the pod needs, and which marks a deploy
+	// begun), the rest is independent: applied concurrently, so deploy
+	// initiation costs two API round trips, not four.
+	var applies []func() error
 	selector := metav1ac.LabelSelector().WithMatchLabels(map[string]string{LabelInstance: req.InstanceID})
 	if storage := req.Package.Manifest.Resources.Storage; storage != "" {
 		// Storage asks for a volume that outlives the pod: a StatefulSet
@@ -133,9 +145,10 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 					WithAccessModes(corev1.ReadWriteOnce).
 					WithResources(corev1ac.VolumeResourceRequirements().
 						WithRequests(corev1.ResourceList{corev1.ResourceStorage: size})))))
-		if _, err := p.cs.AppsV1().StatefulSets(ns).Apply(ctx, sts, p.apply()); err != nil {
-			return nil, wrapAPI("apply statefulset "+name, err)
-		}
+		applies = append(applies, func() error {
+			_, err := p.cs.AppsV1().StatefulSets(ns).Apply(ctx, sts, p.apply())
+			return wrapIf("apply statefulset "+name, err)
+		})
 	} else {
 		dep := appsv1ac.Deployment(name, ns).WithLabels(labels).WithSpec(appsv1ac.DeploymentSpec().
 			WithReplicas(1).
@@ -144,18 +157,20 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 			WithStrategy(appsv1ac.DeploymentStrategy().WithType("Recreate")).
 			WithSelector(selector).
 			WithTemplate(corev1ac.PodTemplateSpec().WithLabels(labels).WithSpec(podSpec)))
-		if _, err := p.cs.AppsV1().Deployments(ns).Apply(ctx, dep, p.apply()); err != nil {
-			return nil, wrapAPI("apply deployment "+name, err)
-		}
+		applies = append(applies, func() error {
+			_, err := p.cs.AppsV1().Deployments(ns).Apply(ctx, dep, p.apply())
+			return wrapIf("apply deployment "+name, err)
+		})
 	}
 
 	if len(svcPorts) > 0 {
 		svc := corev1ac.Service(name, ns).WithLabels(labels).WithSpec(corev1ac.ServiceSpec().
 			WithType(corev1.ServiceTypeClusterIP).WithSelector(map[string]string{LabelInstance: req.InstanceID}).
 			WithPorts(svcPorts...))
-		if _, err := p.cs.CoreV1().Services(ns).Apply(ctx, svc, p.apply()); err != nil {
-			return nil, wrapAPI("apply service "+name, err)
-		}
+		applies = append(applies, func() error {
+			_, err := p.cs.CoreV1().Services(ns).Apply(ctx, svc, p.apply())
+			return wrapIf("apply service "+name, err)
+		})
 	}
 
 	// Only this remote's gateway may connect: everything else reaches an
@@ -166,11 +181,28 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 		WithPolicyTypes("Ingress").
 		WithIngress(netv1ac.NetworkPolicyIngressRule().WithPorts(npPorts...).WithFrom(
 			netv1ac.NetworkPolicyPeer().WithPodSelector(metav1ac.LabelSelector().WithMatchLabels(gatewayLabels(p.remote))))))
-	if _, err := p.cs.NetworkingV1().NetworkPolicies(ns).Apply(ctx, np, p.apply()); err != nil {
-		return nil, wrapAPI("apply networkpolicy "+name, err)
+	applies = append(applies, func() error {
+		_, err := p.cs.NetworkingV1().NetworkPolicies(ns).Apply(ctx, np, p.apply())
+		return wrapIf("apply networkpolicy "+name, err)
+	})
+	errs := make([]error, len(applies))
+	var wg sync.WaitGroup
+	for i, apply := range applies {
+		wg.Go(func() { errs[i] = apply() })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	p.log.Debug("deployed", "instance", req.InstanceID, "image", image)
 	return p.handleFor(req.InstanceID), nil
+}
+
+func wrapIf(step string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return wrapAPI(step, err)
 }
 
 func portName(pt blueprint.Port, i int) string {

@@ -214,3 +214,25 @@ func TestIntegrationStorage(t *testing.T) {
 		t.Fatalf("left after Terminate:\n%s", out)
 	}
 }
+
+// TestIntegrationGPU: a manifest asking for a GPU gets an nvidia.com/gpu
+// limit and the GPU taint's toleration; on this GPU-less cluster the pod
+// is reported unschedulable, never running.
+func TestIntegrationGPU(t *testing.T) {
+	e := requireKubernetes(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := e.contexts[0]
+	p := newProvider(t, "k8s-gpu", e.config(0))
+	pkg := probePackage(e.image)
+	pkg.Manifest.Resources.GPU = 1
+	ref, err := deployT(t, ctx, p, "k8s-gpu", pkg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := e.kubectlOut(t, c.name, "-n", c.namespace, "get", "deployment", "bpm-"+ref.InstanceID, "-o", "jsonpath={.spec.template.spec}")
+	if !strings.Contains(spec, `"nvidia.com/gpu":"1"`) || !strings.Contains(spec, `"key":"nvidia.com/gpu"`) {
+		t.Errorf("pod spec lacks the GPU limit or toleration: %s", spec)
+	}
+	waitMessage(t, ctx, p, ref, provider.StateCreating, "nvidia.com/gpu")
+}

@@ -79,6 +79,9 @@ func New(ctx context.Context, remote string, cfg *Config, log *slog.Logger) (*Pr
 		return nil, fmt.Errorf("kubernetes: kubeconfig: %w: %w", provider.ErrUnavailable, err)
 	}
 	rc.UserAgent = "bpm"
+	// client-go's default limiter (5 requests/s) queues a deploy behind
+	// the polls of a terminate; kubectl allows 50 with bursts of 300.
+	rc.QPS, rc.Burst = 50, 100
 	cs, err := k8s.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: client: %w", err)

@@ -22,7 +22,7 @@ type kubeEnv struct {
 	env                        *testenv.Env
 }
 
-func requireKubernetes(t *testing.T) kubeEnv {
+func requireKubernetes(t testing.TB) kubeEnv {
 	t.Helper()
 	env := testenv.Require(t, "kubernetes")
 	v := func(name string) string {
@@ -47,7 +47,7 @@ func (e kubeEnv) config(i int) *kubernetes.Config {
 	return c
 }
 
-func newProvider(t *testing.T, remote string, cfg *kubernetes.Config) *kubernetes.Provider {
+func newProvider(t testing.TB, remote string, cfg *kubernetes.Config) *kubernetes.Provider {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
