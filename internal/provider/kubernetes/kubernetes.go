@@ -40,7 +40,6 @@ const (
 	// admit; instances do not carry it.
 	LabelComponent = "bpm.component"
 	managedBy      = "bpm"
-	gatewayName    = "bpm-gateway"
 )
 
 // Provider runs instances on one cluster, in one namespace.
@@ -121,7 +120,7 @@ func (p *Provider) ensureNamespace(ctx context.Context) error {
 	}
 	nsac := corev1ac.Namespace(p.ns()).WithLabels(map[string]string{LabelManagedBy: managedBy})
 	if _, err := p.cs.CoreV1().Namespaces().Apply(ctx, nsac, p.apply()); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("kubernetes: create namespace %s: %w", p.ns(), err)
+		return wrapAPI("create namespace "+p.ns(), err)
 	}
 	return nil
 }
@@ -279,4 +278,18 @@ func specDigest(data map[string][]byte) string {
 		fmt.Fprintf(h, "%s=%d:%s\n", k, len(data[k]), data[k])
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// gatewayName names a remote's gateway Deployment and Secret. Per remote,
+// not per namespace: two remotes may share a namespace (say, one with a GPU
+// node selector), and each has its own tunnel key. Remote names may hold
+// "_" and end in "-", which object names may not; such names get a digest
+// suffix so that "a_b" and "a-b" stay apart.
+func gatewayName(remote string) string {
+	name := strings.ReplaceAll(remote, "_", "-")
+	if name != remote || strings.HasSuffix(name, "-") {
+		sum := sha256.Sum256([]byte(remote))
+		name = strings.TrimRight(name, "-") + "-" + hex.EncodeToString(sum[:4])
+	}
+	return "bpm-gateway-" + name
 }

@@ -29,7 +29,7 @@ func (p *Provider) EstablishTunnel(ctx context.Context, spec provider.TunnelSpec
 	for k, v := range env {
 		data[k] = []byte(v)
 	}
-	sec := corev1ac.Secret(gatewayName, ns).WithLabels(labels).WithType(corev1.SecretTypeOpaque).WithData(data)
+	sec := corev1ac.Secret(gatewayName(p.remote), ns).WithLabels(labels).WithType(corev1.SecretTypeOpaque).WithData(data)
 	if _, err := p.cs.CoreV1().Secrets(ns).Apply(ctx, sec, p.apply()); err != nil {
 		return provider.TunnelInfo{}, wrapAPI("apply gateway secret", err)
 	}
@@ -42,7 +42,7 @@ func (p *Provider) EstablishTunnel(ctx context.Context, spec provider.TunnelSpec
 		pull = corev1.PullPolicy(p.cfg.GatewayPullPolicy)
 	}
 	ctr := corev1ac.Container().WithName("gateway").WithImage(image).WithImagePullPolicy(pull).
-		WithEnvFrom(corev1ac.EnvFromSource().WithSecretRef(corev1ac.SecretEnvSource().WithName(gatewayName))).
+		WithEnvFrom(corev1ac.EnvFromSource().WithSecretRef(corev1ac.SecretEnvSource().WithName(gatewayName(p.remote)))).
 		WithResources(corev1ac.ResourceRequirements().
 			WithRequests(corev1.ResourceList{corev1.ResourceCPU: gatewayCPU, corev1.ResourceMemory: gatewayMemory}).
 			WithLimits(corev1.ResourceList{corev1.ResourceCPU: gatewayCPU, corev1.ResourceMemory: gatewayMemory})).
@@ -55,7 +55,7 @@ func (p *Provider) EstablishTunnel(ctx context.Context, spec provider.TunnelSpec
 	for _, s := range p.cfg.ImagePullSecrets {
 		podSpec.WithImagePullSecrets(corev1ac.LocalObjectReference().WithName(s))
 	}
-	dep := appsv1ac.Deployment(gatewayName, ns).WithLabels(labels).WithSpec(appsv1ac.DeploymentSpec().
+	dep := appsv1ac.Deployment(gatewayName(p.remote), ns).WithLabels(labels).WithSpec(appsv1ac.DeploymentSpec().
 		WithReplicas(1).
 		// Recreate: two gateways with one key would fight over the hub's
 		// single peer entry for this remote.
@@ -79,7 +79,7 @@ func (p *Provider) EstablishTunnel(ctx context.Context, spec provider.TunnelSpec
 func (p *Provider) waitGateway(ctx context.Context) error {
 	var last string
 	for {
-		dep, err := p.cs.AppsV1().Deployments(p.ns()).Get(ctx, gatewayName, metav1.GetOptions{})
+		dep, err := p.cs.AppsV1().Deployments(p.ns()).Get(ctx, gatewayName(p.remote), metav1.GetOptions{})
 		if err != nil {
 			return wrapAPI("gateway", err)
 		}

@@ -124,7 +124,7 @@ func TestIntegrationTunnel(t *testing.T) {
 		t.Errorf("TunnelInfo = %+v", info)
 	}
 	// The key is in the Secret only.
-	if dep := e.kubectlOut(t, e.contexts[0].name, "-n", e.contexts[0].namespace, "get", "deployment", "bpm-gateway", "-o", "json"); strings.Contains(dep, gwKey.Reveal()) {
+	if dep := e.kubectlOut(t, e.contexts[0].name, "-n", e.contexts[0].namespace, "get", "deployment", "bpm-gateway-"+remote, "-o", "json"); strings.Contains(dep, gwKey.Reveal()) {
 		t.Error("the gateway's private key is in its Deployment")
 	}
 	if _, err := p.EstablishTunnel(ctx, spec); err != nil {
