@@ -57,6 +57,61 @@ func BenchmarkIntegrationDeployInitiation(b *testing.B) {
 	})
 }
 
+// BenchmarkIntegrationTimeToReady measures deploy → running (Status
+// polled every 50 ms) beside `kubectl apply` plus `kubectl rollout status`
+// of the equivalent objects, in the same run (issue 8: ≤ 1.3× the
+// baseline; this is the provider's share, without the proxy).
+func BenchmarkIntegrationTimeToReady(b *testing.B) {
+	e := requireKubernetes(b)
+	c := e.contexts[0]
+	ctx := context.Background()
+	b.Run("bpm", func(b *testing.B) {
+		p := newProvider(b, "k8s-bench", e.config(0))
+		for b.Loop() {
+			ref := provider.Ref{InstanceID: providertest.NewInstanceID(), Remote: "k8s-bench"}
+			if _, err := p.Deploy(ctx, provider.DeployRequest{InstanceID: ref.InstanceID, Remote: ref.Remote,
+				Package: probePackage(e.image), Env: map[string]string{"MESSAGE": "bench"}}); err != nil {
+				b.Fatal(err)
+			}
+			for {
+				st, err := p.Status(ctx, ref)
+				if err != nil || st.State == provider.StateFailed {
+					b.Fatalf("status %+v %v", st, err)
+				}
+				if st.State == provider.StateRunning {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			b.StopTimer()
+			tctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			if err := p.Terminate(tctx, ref); err != nil {
+				b.Fatal(err)
+			}
+			cancel()
+			b.StartTimer()
+		}
+	})
+	b.Run("kubectl-apply-rollout", func(b *testing.B) {
+		for b.Loop() {
+			name := "bpm-bench-" + providertest.NewInstanceID()
+			manifest := strings.NewReplacer("NAME", name, "IMAGE", e.image).Replace(benchManifest)
+			run := func(stdin string, args ...string) {
+				cmd := exec.CommandContext(ctx, e.kubectl, append([]string{"--kubeconfig", e.kubeconfig, "--context", c.name, "-n", c.namespace}, args...)...)
+				cmd.Stdin = bytes.NewReader([]byte(stdin))
+				if out, err := cmd.CombinedOutput(); err != nil {
+					b.Fatalf("kubectl %v: %v\n%s", args, err, out)
+				}
+			}
+			run(manifest, "apply", "--server-side", "-f", "-")
+			run("", "rollout", "status", "deployment/"+name, "--timeout=120s")
+			b.StopTimer()
+			run(manifest, "delete", "--wait=true", "-f", "-")
+			b.StartTimer()
+		}
+	})
+}
+
 const benchManifest = `apiVersion: v1
 kind: Secret
 metadata: {name: NAME, labels: {app: NAME}}
