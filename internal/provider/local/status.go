@@ -30,46 +30,18 @@ func (p *Provider) status(ctx context.Context, dir string, h handle, checkHealth
 	_, _, alive := supervisorOf(dir, h)
 	out := provider.Status{Address: m.Address, Restarts: st.Restarts, Since: st.Updated}
 
-	if !alive || st.State.Final() {
-		switch {
-		case st.State == supervisor.StateStopped:
-			out.State, out.Message = provider.StateTerminated, "stopped"
-		case st.State == supervisor.StateExited && st.LastExitCode != nil && *st.LastExitCode == 0:
-			out.State, out.Message = provider.StateTerminated, "service exited with code 0 and was not restarted"
-		case st.State == supervisor.StateExited:
-			out.State, out.Message = provider.StateFailed, "service exited: "+st.LastError
-		case st.State == supervisor.StateFailed:
-			out.State, out.Message = provider.StateFailed, "service could not start: "+st.LastError
-		case stErr != nil:
-			out.State, out.Message = provider.StateFailed, "supervisor is not running and left no status"
-		default:
-			out.State = provider.StateFailed
-			out.Message = fmt.Sprintf("supervisor is not running (last state %s)", st.State)
-			if pid, ok := orphan(st); ok {
-				out.Message += fmt.Sprintf("; service pid %d still runs unsupervised", pid)
-			}
-		}
-		return out
-	}
-
-	switch st.State {
-	case supervisor.StateRunning:
-		out.State, out.Since = provider.StateRunning, st.ChildStarted
+	out.State, out.Message = supervisor.Observe(st, alive, stErr)
+	switch {
+	case out.State == provider.StateRunning:
+		out.Since = st.ChildStarted
 		if checkHealth && m.Health != nil {
 			if err := health.Check(ctx, *m.Health); err != nil {
 				out.State, out.Message = provider.StateDegraded, err.Error()
 			}
 		}
-	case supervisor.StateBackoff:
-		out.State = provider.StateDegraded
-		out.Message = fmt.Sprintf("restarting (restart %d) after: %s", st.Restarts, st.LastError)
-	case supervisor.StateStopping:
-		out.State, out.Message = provider.StateTerminating, "stopping"
-	default: // starting, or no status written yet
-		out.State = provider.StateCreating
-		if st.Restarts > 0 {
-			out.State = provider.StateDegraded
-			out.Message = fmt.Sprintf("restarting (restart %d) after: %s", st.Restarts, st.LastError)
+	case !alive && out.State == provider.StateFailed:
+		if pid, ok := orphan(st); ok {
+			out.Message += fmt.Sprintf("; service pid %d still runs unsupervised", pid)
 		}
 	}
 	return out

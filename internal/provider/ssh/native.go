@@ -382,38 +382,14 @@ func (p *Provider) status(ctx context.Context, c *hostConn, dir string, h handle
 	st, stErr := p.readStatus(c, dir)
 	_, _, alive := p.supervisorOf(c, dir, h)
 	out := provider.Status{Address: m.Address, Restarts: st.Restarts, Since: st.Updated}
-	if !alive || st.State.Final() {
-		switch {
-		case st.State == supervisor.StateStopped:
-			out.State, out.Message = provider.StateTerminated, "stopped"
-		case st.State == supervisor.StateExited && st.LastExitCode != nil && *st.LastExitCode == 0:
-			out.State, out.Message = provider.StateTerminated, "service exited with code 0 and was not restarted"
-		case st.State == supervisor.StateExited:
-			out.State, out.Message = provider.StateFailed, "service exited: "+st.LastError
-		case st.State == supervisor.StateFailed:
-			out.State, out.Message = provider.StateFailed, "service could not start: "+st.LastError
-		case stErr != nil:
-			out.State, out.Message = provider.StateFailed, "supervisor is not running and left no status"
-		default:
-			out.State, out.Message = provider.StateFailed, fmt.Sprintf("supervisor is not running (last state %s)", st.State)
-		}
-		return out
-	}
-	switch st.State {
-	case supervisor.StateRunning:
-		out.State, out.Since = provider.StateRunning, st.ChildStarted
+	out.State, out.Message = supervisor.Observe(st, alive, stErr)
+	if out.State == provider.StateRunning {
+		out.Since = st.ChildStarted
 		if checkHealth && m.Health != nil {
 			if err := c.check(ctx, *m.Health); err != nil {
 				out.State, out.Message = provider.StateDegraded, err.Error()
 			}
 		}
-	case supervisor.StateBackoff:
-		out.State = provider.StateDegraded
-		out.Message = fmt.Sprintf("restarting (restart %d) after: %s", st.Restarts, st.LastError)
-	case supervisor.StateStopping:
-		out.State, out.Message = provider.StateTerminating, "stopping"
-	default:
-		out.State = provider.StateCreating
 	}
 	return out
 }
