@@ -254,6 +254,7 @@ func BenchmarkIdleRSS(b *testing.B) {
 		}
 		b.ReportMetric(r.manager.rss, "rss-MiB")
 		b.ReportMetric(r.manager.hwm, "peak-MiB")
+		b.ReportMetric(r.manager.anon, "anon-MiB")
 	})
 }
 
@@ -262,7 +263,7 @@ func BenchmarkIdleRSS(b *testing.B) {
 // the health loop keeps alive.
 const idleFor = 6 * time.Second
 
-type memInfo struct{ rss, hwm float64 } // MiB
+type memInfo struct{ rss, hwm, anon float64 } // MiB
 
 type rssResult struct{ baseline, manager memInfo }
 
@@ -338,7 +339,9 @@ func measureIdleRSS(b *testing.B) rssResult {
 	return r
 }
 
-// readMem reads VmRSS (resident now) and VmHWM (the peak) of a process.
+// readMem reads VmRSS (resident now), VmHWM (the peak) and RssAnon (the
+// part that is the process's own memory rather than pages of its binary
+// and libraries, which the kernel shares and can drop) of a process.
 func readMem(pid int) (memInfo, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -350,6 +353,12 @@ func readMem(pid int) (memInfo, error) {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && k == "RssAnon" {
+			if kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64); err == nil {
+				m.anon = kb / 1024
+			}
+			continue
+		}
 		if !ok || (k != "VmRSS" && k != "VmHWM") {
 			continue
 		}
