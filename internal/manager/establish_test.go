@@ -95,7 +95,7 @@ func TestDeployEstablishesTheRemotesTunnel(t *testing.T) {
 	}
 	if spec.HubPublicKey != st.Hub.PublicKey || spec.HubAddress != st.Hub.Address || len(st.Peers) != 1 ||
 		spec.GatewayAddress != st.Peers[0].Address+"/16" || spec.GatewayPrivateKey == "" {
-		t.Fatalf("spec %+v does not match the hub %+v", redactSpec(spec), st)
+		t.Fatalf("spec %+v does not match the hub %+v", spec, st)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -118,11 +118,4 @@ func TestDeployEstablishesTheRemotesTunnel(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("%d gateways for one remote", n)
 	}
-}
-
-func redactSpec(s provider.TunnelSpec) provider.TunnelSpec {
-	if s.GatewayPrivateKey != "" {
-		s.GatewayPrivateKey = "REDACTED"
-	}
-	return s
 }

@@ -3,7 +3,9 @@ package provider
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -125,6 +127,19 @@ type TunnelSpec struct {
 	MTU               int
 	Keepalive         time.Duration
 }
+
+// Format prints the spec with its private key redacted, so a spec that
+// reaches a log line or an error through %v cannot leak the key.
+func (s TunnelSpec) Format(f fmt.State, _ rune) {
+	if s.GatewayPrivateKey != "" {
+		s.GatewayPrivateKey = "REDACTED"
+	}
+	type plain TunnelSpec // no Format method: no recursion
+	fmt.Fprintf(f, "%+v", plain(s))
+}
+
+// LogValue redacts the private key for slog.
+func (s TunnelSpec) LogValue() slog.Value { return slog.StringValue(fmt.Sprint(s)) }
 
 // GatewayEnv is spec as the environment `bpm gateway` reads. It holds the
 // private key: pass it only through a secret object.
