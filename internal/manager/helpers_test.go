@@ -7,7 +7,7 @@ import (
 	"github.com/bpm-project/bpm/internal/blueprint"
 )
 
-func strconvItoa(i int) string { return strconv.Itoa(i) }
+func itoa(i int) string { return strconv.Itoa(i) }
 
 func loadPkg(t *testing.T, dir string) *blueprint.Package {
 	t.Helper()

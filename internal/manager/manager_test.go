@@ -111,7 +111,6 @@ func TestDeployListStatusLogsTerminate(t *testing.T) {
 	}
 }
 
-func itoa(i int) string { return strconvItoa(i) }
 
 func TestServiceIDs(t *testing.T) {
 	f := newFixture(t)
