@@ -111,7 +111,6 @@ func TestDeployListStatusLogsTerminate(t *testing.T) {
 	}
 }
 
-
 func TestServiceIDs(t *testing.T) {
 	f := newFixture(t)
 	f.terminateAll()
