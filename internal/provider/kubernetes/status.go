@@ -135,6 +135,10 @@ func (p *Provider) failedCreate(ctx context.Context, ns, name string) string {
 	return last.Message
 }
 
+// createRetryGrace is how long a pod may fail to have its container
+// created before its instance counts as failed.
+const createRetryGrace = time.Minute
+
 func workloadStatus(w workload, pod *corev1.Pod) provider.Status {
 	st := provider.Status{State: provider.StateCreating, Since: w.created.Time}
 	// The controller could not create the pod: quota or admission.
@@ -159,7 +163,14 @@ func workloadStatus(w workload, pod *corev1.Pod) provider.Status {
 				st.State, st.Message = provider.StateFailed, "image "+cs.Image+" cannot be pulled ("+w.Reason+"): "+w.Message
 				return st
 			case "CreateContainerConfigError", "CreateContainerError":
-				st.State, st.Message = provider.StateFailed, "container cannot be created ("+w.Reason+"): "+w.Message
+				// The kubelet retries these, and right after a node starts
+				// they are often transient ("failed to sync secret cache").
+				// Only one that outlasts createRetryGrace is a failure.
+				if time.Since(pod.CreationTimestamp.Time) < createRetryGrace {
+					st.State, st.Message = provider.StateCreating, "container not created yet ("+w.Reason+", the kubelet retries): "+w.Message
+				} else {
+					st.State, st.Message = provider.StateFailed, "container cannot be created ("+w.Reason+"): "+w.Message
+				}
 				return st
 			case "CrashLoopBackOff":
 				st.State = provider.StateDegraded

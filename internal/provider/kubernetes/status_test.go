@@ -6,6 +6,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/bpm-project/bpm/internal/provider"
 )
@@ -15,6 +16,12 @@ func waiting(reason, msg string, restarts int32) *corev1.Pod {
 		Image: "img", RestartCount: restarts,
 		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: msg}},
 	}}}}
+}
+
+// fresh marks a pod as just created.
+func fresh(p *corev1.Pod) *corev1.Pod {
+	p.CreationTimestamp = metav1.Now()
+	return p
 }
 
 func TestDeploymentStatus(t *testing.T) {
@@ -38,6 +45,8 @@ func TestDeploymentStatus(t *testing.T) {
 		{"quota", quota, nil, provider.StateFailed, "quota exceeded"},
 		{"pull backoff", &appsv1.Deployment{}, waiting("ImagePullBackOff", "back-off", 0), provider.StateFailed, "cannot be pulled (ImagePullBackOff)"},
 		{"never pull", &appsv1.Deployment{}, waiting("ErrImageNeverPull", "not present", 0), provider.StateFailed, "ErrImageNeverPull"},
+		{"config error, persistent", &appsv1.Deployment{}, waiting("CreateContainerConfigError", `secret "x" not found`, 0), provider.StateFailed, "cannot be created (CreateContainerConfigError)"},
+		{"config error, fresh pod", &appsv1.Deployment{}, fresh(waiting("CreateContainerConfigError", "failed to sync secret cache", 0)), provider.StateCreating, "the kubelet retries"},
 		{"crash loop", &appsv1.Deployment{}, waiting("CrashLoopBackOff", "", 4), provider.StateDegraded, "crash loop: the service exited 4 times"},
 		{"unschedulable", &appsv1.Deployment{}, unsched, provider.StateCreating, "unschedulable: 0/1 nodes"},
 		{"started not ready", &appsv1.Deployment{}, started, provider.StateCreating, "waiting for the health check"},
