@@ -30,6 +30,8 @@ type endpoint struct {
 	Token    string
 	// FromEnv records that DOCKER_* chose it, for error messages.
 	FromEnv bool
+	// dial is Options.Dial: a caller-provided transport (URL dial://REMOTE).
+	dial func(ctx context.Context) (net.Conn, error)
 }
 
 // resolveEndpoint applies the rule: the remote's own settings win;
@@ -81,6 +83,9 @@ func newClient(e endpoint, warn func(msg string, args ...any)) (*client, error) 
 	c := &client{hc: &http.Client{Transport: tr}, token: e.Token}
 	hasTLS := e.CA != "" || e.Cert != "" || e.Key != ""
 	switch u.Scheme {
+	case "dial":
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) { return e.dial(ctx) }
+		c.base = "http://docker"
 	case "unix":
 		path := u.Path
 		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {

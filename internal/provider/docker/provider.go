@@ -49,7 +49,13 @@ type Options struct {
 	// GatewayBinary is the static bpm binary whose image the gateway runs;
 	// default this executable (see EstablishTunnel).
 	GatewayBinary string
-	Logger        *slog.Logger
+	// Dial, when set, replaces the endpoint's own transport: every
+	// request goes over a connection it returns (plain HTTP, as over a unix
+	// socket). The SSH provider's docker runtime reaches a host's engine
+	// socket this way through its SSH connection. The remote's endpoint and
+	// TLS settings are then ignored.
+	Dial   func(ctx context.Context) (net.Conn, error)
+	Logger *slog.Logger
 }
 
 // Provider runs instances as containers on one Docker engine.
@@ -110,6 +116,9 @@ func New(remote string, c *Config, opts Options) (*Provider, error) {
 		ep = r.Endpoints[r.Primary]
 	}
 	e := resolveEndpoint(c, ep, opts.Getenv)
+	if opts.Dial != nil {
+		e = endpoint{URL: "dial://" + remote, dial: opts.Dial}
+	}
 	cli, err := newClient(e, func(msg string, args ...any) { logger.Warn(msg, args...) })
 	if err != nil {
 		return nil, fmt.Errorf("docker: remote %s: %w", remote, err)
