@@ -15,12 +15,13 @@ import (
 	"testing"
 
 	"github.com/bpm-project/bpm/internal/gateway"
+	"github.com/bpm-project/bpm/internal/ociimage"
 	"github.com/bpm-project/bpm/internal/version"
 )
 
 // readArchive parses an OCI layout tar and checks every blob against its
 // descriptor's digest and size.
-func readArchive(t *testing.T, data []byte) (gateway.Index, gateway.Manifest, gateway.ImageConfig, []byte) {
+func readArchive(t *testing.T, data []byte) (ociimage.Index, ociimage.Manifest, ociimage.Config, []byte) {
 	t.Helper()
 	files := map[string][]byte{}
 	tr := tar.NewReader(bytes.NewReader(data))
@@ -38,7 +39,7 @@ func readArchive(t *testing.T, data []byte) (gateway.Index, gateway.Manifest, ga
 	if string(files["oci-layout"]) != `{"imageLayoutVersion":"1.0.0"}` {
 		t.Errorf("oci-layout = %q", files["oci-layout"])
 	}
-	blob := func(d gateway.Descriptor) []byte {
+	blob := func(d ociimage.Descriptor) []byte {
 		b, ok := files["blobs/sha256/"+strings.TrimPrefix(d.Digest, "sha256:")]
 		if !ok {
 			t.Fatalf("blob %s missing", d.Digest)
@@ -49,9 +50,9 @@ func readArchive(t *testing.T, data []byte) (gateway.Index, gateway.Manifest, ga
 		}
 		return b
 	}
-	var idx gateway.Index
-	var man gateway.Manifest
-	var cfg gateway.ImageConfig
+	var idx ociimage.Index
+	var man ociimage.Manifest
+	var cfg ociimage.Config
 	if err := json.Unmarshal(files["index.json"], &idx); err != nil || len(idx.Manifests) != 1 {
 		t.Fatalf("index.json: %v %+v", err, idx)
 	}
@@ -61,7 +62,7 @@ func readArchive(t *testing.T, data []byte) (gateway.Index, gateway.Manifest, ga
 	if err := json.Unmarshal(blob(man.Config), &cfg); err != nil {
 		t.Fatal(err)
 	}
-	if len(man.Layers) != 1 || man.Layers[0].MediaType != gateway.MediaTypeLayer {
+	if len(man.Layers) != 1 || man.Layers[0].MediaType != ociimage.MediaTypeLayer {
 		t.Fatalf("layers = %+v", man.Layers)
 	}
 	zr, err := gzip.NewReader(bytes.NewReader(blob(man.Layers[0])))
