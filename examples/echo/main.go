@@ -3,8 +3,11 @@
 // It listens on $PORT (default 8080) on 127.0.0.1, or on the host in
 // $ECHO_LISTEN (for example 0.0.0.0 inside a container), answers
 // GET /healthz with "ok", and echoes every other request back as JSON with
-// the Blueprint SDK environment it was started with. It ignores its
-// arguments, since the SDK passes "run" and flags to native services.
+// the Blueprint SDK environment it was started with. Of its arguments it
+// reads only "--listen HOST" (or --listen=HOST), which overrides
+// $ECHO_LISTEN, so a container source can say 0.0.0.0 in its args without
+// touching the local default; the rest it ignores, since the SDK passes
+// "run" and flags to native services.
 //
 // When BRIDGE_SOCKET_PATH is set (the manager sets it), echo registers with
 // the manager's bridge as a Blueprint service does: Ping, then
@@ -155,5 +158,28 @@ func main() {
 func serve(log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	return run(ctx, os.Getenv, log, nil)
+	getenv := os.Getenv
+	if host, ok := listenArg(os.Args[1:]); ok {
+		getenv = func(k string) string {
+			if k == "ECHO_LISTEN" {
+				return host
+			}
+			return os.Getenv(k)
+		}
+	}
+	return run(ctx, getenv, log, nil)
+}
+
+// listenArg finds --listen HOST or --listen=HOST among args; the last wins.
+func listenArg(args []string) (string, bool) {
+	host, found := "", false
+	for i := 0; i < len(args); i++ {
+		if v, ok := strings.CutPrefix(args[i], "--listen="); ok {
+			host, found = v, true
+		} else if args[i] == "--listen" && i+1 < len(args) {
+			host, found = args[i+1], true
+			i++
+		}
+	}
+	return host, found
 }

@@ -134,3 +134,23 @@ func TestRunServesAndStopsOnCancel(t *testing.T) {
 		t.Fatal("run did not return after cancel")
 	}
 }
+
+func TestListenArg(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		host string
+		ok   bool
+	}{
+		{nil, "", false},
+		{[]string{"run", "--test-mode"}, "", false},
+		{[]string{"--listen", "0.0.0.0"}, "0.0.0.0", true},
+		{[]string{"run", "--listen=::", "-v"}, "::", true},
+		{[]string{"--listen"}, "", false},
+		{[]string{"--listen", "a", "--listen=b"}, "b", true},
+	} {
+		host, ok := listenArg(c.args)
+		if host != c.host || ok != c.ok {
+			t.Errorf("listenArg(%q) = %q, %v; want %q, %v", c.args, host, ok, c.host, c.ok)
+		}
+	}
+}

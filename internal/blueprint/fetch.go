@@ -61,6 +61,9 @@ type Fetcher struct {
 	MaxBytes int64
 	// GoCommand builds testing sources; empty means "go" from PATH.
 	GoCommand string
+	// Static builds testing sources with CGO_ENABLED=0, for images that
+	// have no libc (FROM scratch).
+	Static bool
 }
 
 // Executable is the local provider's entry point: it fetches (or builds) and
@@ -270,6 +273,9 @@ func (f *Fetcher) build(ctx context.Context, cache string, p *Package, s *Source
 	cmd := exec.CommandContext(ctx, goCmd, "build", "-trimpath", "-o", out, ".")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOOS="+goos, "GOARCH="+goarch)
+	if f.Static {
+		cmd.Env = append(cmd.Env, "CGO_ENABLED=0")
+	}
 	if output, err := cmd.CombinedOutput(); err != nil {
 		return "", "", &BuildError{Dir: dir, Output: string(output), Err: err}
 	}

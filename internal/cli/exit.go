@@ -84,3 +84,8 @@ func packageErr(err error) error {
 	}
 	return &classified{err: err, kind: api.ErrInvalid}
 }
+
+// invalidf is an invalid-input error (exit 6) with its own message.
+func invalidf(format string, args ...any) error {
+	return &classified{err: fmt.Errorf(format, args...), kind: api.ErrInvalid}
+}

@@ -16,7 +16,7 @@ func newPackageCommand(g *globals) *cobra.Command {
 		Use:   "package",
 		Short: "Validate and inspect blueprint packages (blueprint.toml)",
 	}
-	cmd.AddCommand(newPackageValidateCommand(g), newPackageInspectCommand(g))
+	cmd.AddCommand(newPackageValidateCommand(g), newPackageInspectCommand(g), newPackageImageCommand(g))
 	return cmd
 }
 
