@@ -87,7 +87,7 @@ func Info() provider.Info {
 			}
 			// Without an executable resolver a deploy fails saying so; the
 			// manager wires the package resolver in through New.
-			return New(cfg, Options{Logger: env.Logger})
+			return New(cfg, Options{Remote: env.Remote, Logger: env.Logger})
 		},
 	}
 }

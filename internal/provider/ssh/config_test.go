@@ -2,7 +2,6 @@ package ssh
 
 import (
 	"context"
-	"errors"
 	"testing"
 
 	"github.com/bpm-project/bpm/internal/config"
@@ -19,13 +18,17 @@ func TestInfo(t *testing.T) {
 	}
 	cfg := NewConfig()
 	cfg.Hosts = []string{"h"}
-	// The docker runtime is not implemented yet.
-	_, err := info.New(context.Background(), provider.Env{Remote: "x", Config: cfg})
-	if !errors.Is(err, provider.ErrNotAvailableYet) {
-		t.Errorf("New docker runtime: err = %v, want ErrNotAvailableYet", err)
+	// The docker runtime (the default) labels containers with the
+	// remote's name, which the registry passes in.
+	p, err := info.New(context.Background(), provider.Env{Remote: "x", Config: cfg})
+	if err != nil || p.(*Provider).opts.Remote != "x" {
+		t.Errorf("New docker runtime: %v, %v", p, err)
+	}
+	if _, err := New(cfg, Options{}); err == nil {
+		t.Error("docker runtime without a remote name accepted")
 	}
 	cfg.Runtime.Type = RuntimeNative
-	p, err := info.New(context.Background(), provider.Env{Remote: "x", Config: cfg})
+	p, err = info.New(context.Background(), provider.Env{Remote: "x", Config: cfg})
 	if err != nil || p.Type() != Type {
 		t.Errorf("New native runtime: %v, %v", p, err)
 	}

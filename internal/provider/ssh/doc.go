@@ -22,6 +22,26 @@
 // kept, a changed spec replaces it, and it outlives the remote's
 // instances: Terminate never stops it.
 //
-// The docker runtime is not implemented yet (New returns
-// provider.ErrNotAvailableYet for it).
+// The docker runtime (the default) drives each host's Docker Engine with
+// the docker provider itself, one docker.Provider per host built with
+// docker.Options.Dial: every Engine API request goes over a
+// direct-streamlocal channel of the host's SSH connection to the engine's
+// unix socket (runtime.docker_socket), so the engine listens on no TCP port
+// and bpm has one Engine API client. Containers publish nothing; their
+// addresses are on the host's private Docker network, which health checks
+// and DialInstance reach from the host's side through the SSH connection.
+// This package adds what spreading a remote over several engines needs:
+// placement, the handle naming the host ({"host":…,"docker":<the docker
+// provider's handle>}), finding an instance on the hosts when the handle is
+// lost, listing each engine once even when several hosts reach it, and one
+// gateway container per remote (where it already runs, else on the first
+// reachable host; one found elsewhere is removed). The docker provider
+// removes a host's gateway container with the remote's last instance on
+// that engine, as it does for a docker remote.
+//
+// Placement is the same for both runtimes: the reachable host with the
+// fewest bpm instances per CPU, counting the deploys still in flight there;
+// max_instances caps the total. Placement decisions are serialised (the
+// deploys they admit are not), so concurrent deploys spread over the hosts
+// and cannot overshoot the cap together.
 package ssh

@@ -52,6 +52,9 @@ func (p *Provider) EstablishTunnel(ctx context.Context, spec provider.TunnelSpec
 	// Instance ids never contain '/', so this key cannot meet one.
 	unlock := p.lock("gateway/" + spec.Remote)
 	defer unlock()
+	if p.dockerRuntime() {
+		return p.establishContainer(ctx, spec)
+	}
 	if err := p.establish(ctx, spec); err != nil {
 		return provider.TunnelInfo{}, fmt.Errorf("ssh: tunnel %s: %w", spec.Remote, err)
 	}

@@ -33,6 +33,9 @@ func (p *Provider) logFiles(c *hostConn, dir string) []string {
 // live file: the supervisor rotates by renaming, which a poll of size sees
 // as the file shrinking.
 func (p *Provider) Logs(ctx context.Context, ref provider.Ref, opts provider.LogOptions, w io.Writer) error {
+	if p.dockerRuntime() {
+		return p.containerLogs(ctx, ref, opts, w)
+	}
 	c, dir, _, err := p.find(ctx, ref)
 	if err != nil {
 		return fmt.Errorf("ssh: logs: %w", err)

@@ -63,6 +63,9 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 	}
 	unlock := p.lock(req.InstanceID)
 	defer unlock()
+	if p.dockerRuntime() {
+		return p.deployContainer(ctx, req)
+	}
 	if c, dir, _, err := p.find(ctx, provider.Ref{InstanceID: req.InstanceID}); err == nil {
 		if pid, start, alive := p.supervisorOf(c, dir, handle{}); alive {
 			return handle{Host: c.addr, Dir: dir, SupervisorPID: pid, SupervisorStart: start}.encode(), nil
@@ -77,7 +80,12 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 	if req.Package == nil {
 		return nil, fmt.Errorf("ssh: deploy %s: no package", req.InstanceID)
 	}
-	c, err := p.place(ctx)
+	addr, release, err := p.place(ctx, req.InstanceID)
+	if err != nil {
+		return nil, fmt.Errorf("ssh: deploy %s: %w", req.InstanceID, err)
+	}
+	defer release()
+	c, err := p.pool.get(ctx, addr)
 	if err != nil {
 		return nil, fmt.Errorf("ssh: deploy %s: %w", req.InstanceID, err)
 	}
@@ -89,34 +97,56 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 }
 
 // place picks the host for a new instance: the reachable host with the
-// fewest bpm instances per CPU. Unreachable hosts are skipped with a
-// warning; max_instances caps the total.
-func (p *Provider) place(ctx context.Context) (*hostConn, error) {
-	var best *hostConn
-	bestLoad := 0.0
-	total := 0
+// fewest bpm instances per CPU, counting those still being deployed there.
+// Unreachable hosts are skipped with a warning; max_instances caps the
+// total. The host stays reserved for instanceID until release is called,
+// which the caller does once its deploy has returned.
+func (p *Provider) place(ctx context.Context, instanceID string) (addr string, release func(), err error) {
+	p.placeMu.Lock()
+	defer p.placeMu.Unlock()
+	best, bestLoad := "", 0.0
+	all := map[string]bool{}
 	var errs []error
-	for _, addr := range p.hosts {
-		r, n, err := p.hostResources(ctx, addr)
+	for _, a := range p.hosts {
+		r, ids, err := p.hostLoad(ctx, a)
 		if err != nil {
-			p.logger.Warn("host unreachable; not placing there", "host", addr, "err", err)
+			p.logger.Warn("host unreachable; not placing there", "host", a, "err", err)
 			errs = append(errs, err)
 			continue
 		}
-		total += n
-		load := float64(n) / float64(max(r.CPUMillis, 1))
-		if best == nil || load < bestLoad {
-			best, _ = p.pool.get(ctx, addr)
-			bestLoad = load
+		on := map[string]bool{}
+		for _, id := range ids {
+			on[id] = true
+		}
+		p.mu.Lock()
+		for id, h := range p.placing {
+			if h == a {
+				on[id] = true
+			}
+		}
+		p.mu.Unlock()
+		for id := range on {
+			all[id] = true
+		}
+		load := float64(len(on)) / float64(max(r.CPUMillis, 1))
+		if best == "" || load < bestLoad {
+			best, bestLoad = a, load
 		}
 	}
-	if best == nil {
-		return nil, fmt.Errorf("no host reachable: %w: %w", provider.ErrUnavailable, errors.Join(errs...))
+	if best == "" {
+		return "", nil, fmt.Errorf("no host reachable: %w: %w", provider.ErrUnavailable, errors.Join(errs...))
 	}
-	if p.cfg.MaxInstances > 0 && total >= p.cfg.MaxInstances {
-		return nil, fmt.Errorf("max_instances %d reached: %w", p.cfg.MaxInstances, provider.ErrQuota)
+	if p.cfg.MaxInstances > 0 && len(all) >= p.cfg.MaxInstances {
+		return "", nil, fmt.Errorf("max_instances %d reached: %w", p.cfg.MaxInstances, provider.ErrQuota)
 	}
-	return best, nil
+	p.mu.Lock()
+	p.placing[instanceID] = best
+	p.mu.Unlock()
+	return best, func() {
+		p.mu.Lock()
+		delete(p.placing, instanceID)
+		p.mu.Unlock()
+	}, nil
 }
 
 func (p *Provider) deployOn(ctx context.Context, c *hostConn, req provider.DeployRequest) (provider.Handle, error) {
@@ -370,6 +400,9 @@ func (p *Provider) find(ctx context.Context, ref provider.Ref) (*hostConn, strin
 // liveness, and probes its health check on the host through the SSH
 // connection: no port of the host is exposed for it.
 func (p *Provider) Status(ctx context.Context, ref provider.Ref) (provider.Status, error) {
+	if p.dockerRuntime() {
+		return p.containerStatus(ctx, ref)
+	}
 	c, dir, h, err := p.find(ctx, ref)
 	if err != nil {
 		return provider.Status{}, fmt.Errorf("ssh: status: %w", err)
@@ -447,6 +480,9 @@ func (c *hostConn) get(ctx context.Context, addr, p string) (int, error) {
 // DialInstance connects to addr (an instance's Status.Address, a loopback
 // address on its host) through the SSH connection of the host ref names.
 func (p *Provider) DialInstance(ctx context.Context, ref provider.Ref, addr string) (net.Conn, error) {
+	if p.dockerRuntime() {
+		return p.dialContainer(ctx, ref, addr)
+	}
 	c, _, _, err := p.find(ctx, ref)
 	if err != nil {
 		return nil, fmt.Errorf("ssh: dial: %w", err)
@@ -463,6 +499,9 @@ func (p *Provider) Terminate(ctx context.Context, ref provider.Ref) error {
 	}
 	unlock := p.lock(ref.InstanceID)
 	defer unlock()
+	if p.dockerRuntime() {
+		return p.terminateContainer(ctx, ref)
+	}
 	c, dir, h, err := p.find(ctx, ref)
 	if errors.Is(err, provider.ErrNotFound) && !strings.Contains(err.Error(), "unreachable") {
 		return nil
@@ -536,6 +575,9 @@ func (p *Provider) waitDead(ctx context.Context, c *hostConn, d time.Duration, p
 // host. An unreachable host is an error: reconcile must not read its
 // instances as gone.
 func (p *Provider) ListOwned(ctx context.Context) ([]provider.Owned, error) {
+	if p.dockerRuntime() {
+		return p.listContainers(ctx)
+	}
 	var out []provider.Owned
 	for _, addr := range p.hosts {
 		c, err := p.pool.get(ctx, addr)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"regexp"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/bpm-project/bpm/internal/blueprint"
 	"github.com/bpm-project/bpm/internal/provider"
+	"github.com/bpm-project/bpm/internal/provider/docker"
 	"github.com/bpm-project/bpm/internal/supervisor"
 )
 
@@ -45,7 +47,14 @@ type Options struct {
 	// StartTimeout bounds how long Deploy waits for the service process.
 	// Default 30s.
 	StartTimeout time.Duration
-	Logger       *slog.Logger
+	// Remote is the remote's name. The docker runtime needs it: it is the
+	// ownership label on every container and names the remote's private
+	// network on each host's engine.
+	Remote string
+	// Progress receives image load and pull progress of the docker
+	// runtime; default os.Stderr (a notice, never a result).
+	Progress io.Writer
+	Logger   *slog.Logger
 }
 
 // Provider runs instances on the hosts of one ssh remote.
@@ -56,11 +65,28 @@ type Provider struct {
 	pool   *pool
 	logger *slog.Logger
 
+	// gatewayBinary is Options.Binary when the caller chose it, for the
+	// docker runtime's gateway image; empty lets the docker provider use
+	// (and check) this executable.
+	gatewayBinary string
+
+	// placeMu serialises placement decisions (not the deploys they admit),
+	// so two concurrent deploys cannot both take the last slot under
+	// max_instances.
+	placeMu sync.Mutex
+
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
 	// sums caches local files' sha256 by path, size and mtime: hashing the
 	// bpm binary on every deploy would cost more than the upload check.
 	sums map[string]fileSum
+	// placing maps an instance being deployed to the host placement chose,
+	// until its deploy returns: placement counts it there before the host
+	// can show it, so concurrent deploys spread and respect the cap.
+	placing map[string]string
+	// engines are the docker runtime's per-host Docker providers, each
+	// reaching its host's engine socket through that host's connection.
+	engines map[string]*docker.Provider
 }
 
 var (
@@ -75,8 +101,8 @@ func New(cfg *Config, opts Options) (*Provider, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("ssh: config: %w", err)
 	}
-	if cfg.Runtime.Type != RuntimeNative {
-		return nil, fmt.Errorf("ssh: runtime %q: %w", cfg.Runtime.Type, provider.ErrNotAvailableYet)
+	if cfg.Runtime.Type == RuntimeDocker && !validID.MatchString(opts.Remote) {
+		return nil, fmt.Errorf("ssh: runtime docker: remote name %q (Options.Remote) is required and must be one word: it labels every container", opts.Remote)
 	}
 	var hosts []string
 	for _, h := range cfg.Hosts {
@@ -86,6 +112,7 @@ func New(cfg *Config, opts Options) (*Provider, error) {
 		}
 		hosts = append(hosts, a)
 	}
+	gatewayBinary := opts.Binary
 	if opts.Binary == "" {
 		self, err := os.Executable()
 		if err != nil {
@@ -116,9 +143,12 @@ func New(cfg *Config, opts Options) (*Provider, error) {
 	logger := opts.Logger.With("provider", Type)
 	return &Provider{
 		cfg: cfg, opts: opts, hosts: hosts, logger: logger,
-		pool:  newPool(cfg, logger),
-		locks: map[string]*sync.Mutex{},
-		sums:  map[string]fileSum{},
+		gatewayBinary: gatewayBinary,
+		pool:          newPool(cfg, logger),
+		locks:         map[string]*sync.Mutex{},
+		sums:          map[string]fileSum{},
+		placing:       map[string]string{},
+		engines:       map[string]*docker.Provider{},
 	}, nil
 }
 
@@ -127,7 +157,17 @@ func (p *Provider) Type() string { return Type }
 
 // Close drops every host connection. Instances keep running: their
 // supervisors do not depend on the connection.
-func (p *Provider) Close() error { return p.pool.closeAll() }
+func (p *Provider) Close() error {
+	p.mu.Lock()
+	for _, e := range p.engines {
+		_ = e.Close()
+	}
+	p.mu.Unlock()
+	return p.pool.closeAll()
+}
+
+// dockerRuntime reports whether instances run as containers.
+func (p *Provider) dockerRuntime() bool { return p.cfg.Runtime.Type == RuntimeDocker }
 
 func (p *Provider) lock(id string) func() {
 	p.mu.Lock()
@@ -145,9 +185,11 @@ func (p *Provider) lock(id string) func() {
 // without it every host must be searched.
 type handle struct {
 	Host            string `json:"host"`
-	Dir             string `json:"dir"`
-	SupervisorPID   int    `json:"supervisor_pid"`
-	SupervisorStart uint64 `json:"supervisor_start"`
+	Dir             string `json:"dir,omitempty"`
+	SupervisorPID   int    `json:"supervisor_pid,omitempty"`
+	SupervisorStart uint64 `json:"supervisor_start,omitempty"`
+	// Docker is the docker provider's own handle, for the docker runtime.
+	Docker json.RawMessage `json:"docker,omitempty"`
 }
 
 func (h handle) encode() provider.Handle {
@@ -183,7 +225,7 @@ func (p *Provider) Resources(ctx context.Context) (provider.Resources, error) {
 	var errs []error
 	total := 0
 	for _, h := range p.hosts {
-		hr, n, err := p.hostResources(ctx, h)
+		hr, ids, err := p.hostLoad(ctx, h)
 		if err != nil {
 			p.logger.Warn("host unreachable; skipped", "host", h, "err", err)
 			errs = append(errs, err)
@@ -191,7 +233,7 @@ func (p *Provider) Resources(ctx context.Context) (provider.Resources, error) {
 		}
 		r.CPUMillis += hr.CPUMillis
 		r.MemoryBytes += hr.MemoryBytes
-		total += n
+		total += len(ids)
 	}
 	if len(errs) == len(p.hosts) {
 		return r, fmt.Errorf("ssh: resources: no host reachable: %w", errors.Join(errs...))
@@ -203,31 +245,48 @@ func (p *Provider) Resources(ctx context.Context) (provider.Resources, error) {
 	return r, nil
 }
 
-// hostResources reports one host's CPUs, available memory and how many bpm
-// instances run there.
-func (p *Provider) hostResources(ctx context.Context, addr string) (provider.Resources, int, error) {
+// hostLoad reports one host's CPUs and memory and the ids of the bpm
+// instances on it, for the runtime in use.
+func (p *Provider) hostLoad(ctx context.Context, addr string) (provider.Resources, []string, error) {
+	if p.dockerRuntime() {
+		return p.engineLoad(ctx, addr)
+	}
+	return p.hostResources(ctx, addr)
+}
+
+// hostResources reports one host's CPUs, available memory and the bpm
+// instances that run there.
+func (p *Provider) hostResources(ctx context.Context, addr string) (provider.Resources, []string, error) {
 	c, err := p.pool.get(ctx, addr)
 	if err != nil {
-		return provider.Resources{}, 0, err
+		return provider.Resources{}, nil, err
 	}
 	out, err := c.run(ctx, command("nproc"))
 	if err != nil {
-		return provider.Resources{}, 0, err
+		return provider.Resources{}, nil, err
 	}
 	cpus, err := strconv.Atoi(strings.TrimSpace(out))
 	if err != nil {
-		return provider.Resources{}, 0, fmt.Errorf("ssh: %s: nproc: %q", addr, out)
+		return provider.Resources{}, nil, fmt.Errorf("ssh: %s: nproc: %q", addr, out)
 	}
 	mi, err := c.readFile("/proc/meminfo", 1<<16)
 	if err != nil {
-		return provider.Resources{}, 0, err
+		return provider.Resources{}, nil, err
 	}
 	mem := memAvailable(string(mi))
 	owned, err := p.listHost(ctx, c)
 	if err != nil {
-		return provider.Resources{}, 0, err
+		return provider.Resources{}, nil, err
 	}
-	return provider.Resources{CPUMillis: int64(cpus) * 1000, MemoryBytes: mem}, len(owned), nil
+	return provider.Resources{CPUMillis: int64(cpus) * 1000, MemoryBytes: mem}, ownedIDs(owned), nil
+}
+
+func ownedIDs(owned []provider.Owned) []string {
+	ids := make([]string, len(owned))
+	for i, o := range owned {
+		ids[i] = o.InstanceID
+	}
+	return ids
 }
 
 func memAvailable(meminfo string) int64 {
