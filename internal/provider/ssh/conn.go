@@ -13,15 +13,26 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bpm-project/bpm/internal/provider"
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
 
-// dialTimeout bounds the TCP connect and SSH handshake to one host, so an
-// unreachable host costs a deploy seconds, not the kernel's minutes.
-const dialTimeout = 15 * time.Second
+// defaultDialTimeout bounds the TCP connect and SSH handshake to one host,
+// so an unreachable host costs a deploy seconds, not the kernel's minutes.
+const defaultDialTimeout = 15 * time.Second
+
+// defaultKeepAlive is how often an idle-or-not connection is asked to
+// answer; keepAliveMissed unanswered asks in a row drop it (OpenSSH's
+// ServerAliveInterval and ServerAliveCountMax). A link cut without a reset
+// otherwise leaves every SFTP call on it blocked for the kernel's TCP
+// timeout, a quarter of an hour, and a deploy with it.
+const (
+	defaultKeepAlive = 15 * time.Second
+	keepAliveMissed  = 3
+)
 
 // hostConn is the one SSH connection bpm keeps to a host, with its SFTP
 // session: every operation on the host multiplexes channels over it rather
@@ -51,8 +62,10 @@ func (c *hostConn) close() {
 // pool holds at most one live connection per host and redials a host whose
 // connection dropped.
 type pool struct {
-	cfg    *Config
-	logger *slog.Logger
+	cfg         *Config
+	logger      *slog.Logger
+	dialTimeout time.Duration
+	keepAlive   time.Duration
 
 	mu    sync.Mutex
 	conns map[string]*hostConn
@@ -60,8 +73,11 @@ type pool struct {
 	dialing map[string]*sync.Mutex
 }
 
-func newPool(cfg *Config, logger *slog.Logger) *pool {
-	return &pool{cfg: cfg, logger: logger, conns: map[string]*hostConn{}, dialing: map[string]*sync.Mutex{}}
+func newPool(cfg *Config, logger *slog.Logger, dialTimeout, keepAlive time.Duration) *pool {
+	return &pool{
+		cfg: cfg, logger: logger, dialTimeout: dialTimeout, keepAlive: keepAlive,
+		conns: map[string]*hostConn{}, dialing: map[string]*sync.Mutex{},
+	}
 }
 
 // get returns the live connection to addr, dialling it when there is none.
@@ -97,6 +113,14 @@ func (p *pool) get(ctx context.Context, addr string) (*hostConn, error) {
 	return c, nil
 }
 
+// current returns addr's connection if there is one, live or not, without
+// dialling.
+func (p *pool) current(addr string) *hostConn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.conns[addr]
+}
+
 func (p *pool) closeAll() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -121,9 +145,9 @@ func (p *pool) dial(ctx context.Context, addr string) (*hostConn, error) {
 		Auth:              auth,
 		HostKeyCallback:   p.hostKeyCallback(),
 		HostKeyAlgorithms: nil,
-		Timeout:           dialTimeout,
+		Timeout:           p.dialTimeout,
 	}
-	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	ctx, cancel := context.WithTimeout(ctx, p.dialTimeout)
 	defer cancel()
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", addr)
@@ -157,8 +181,59 @@ func (p *pool) dial(ctx context.Context, addr string) (*hostConn, error) {
 		_ = client.Wait()
 		close(c.dead)
 	}()
+	go p.keepAliveLoop(c)
 	p.logger.Debug("connected", "host", addr)
 	return c, nil
+}
+
+// keepAliveLoop asks the host to answer every keepAlive and closes the
+// connection when keepAliveMissed asks go unanswered. Closing it fails
+// every call blocked on it at once (SFTP calls take no context), and the
+// next use of the host dials again.
+func (p *pool) keepAliveLoop(c *hostConn) {
+	t := time.NewTicker(p.keepAlive)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.dead:
+			return
+		case <-t.C:
+		}
+		answered := make(chan struct{})
+		go func() {
+			// OpenSSH answers this unknown request with a failure: any
+			// answer proves the host and the link are alive.
+			_, _, _ = c.client.SendRequest("keepalive@openssh.com", true, nil)
+			close(answered)
+		}()
+		select {
+		case <-c.dead:
+			return
+		case <-answered:
+		case <-time.After(keepAliveMissed * p.keepAlive):
+			p.logger.Warn("host stopped answering; dropping the connection", "host", c.addr,
+				"silent_for", keepAliveMissed*p.keepAlive)
+			c.client.Close()
+			return
+		}
+	}
+}
+
+// lost explains err when the host's connection died under it: the error
+// then says so and matches provider.ErrUnavailable, rather than showing
+// only the SFTP or session error it surfaced as.
+func (c *hostConn) lost(err error) error {
+	if err == nil {
+		return nil
+	}
+	// The failed call may return a moment before the connection's own
+	// teardown is seen.
+	select {
+	case <-c.dead:
+	case <-time.After(200 * time.Millisecond):
+		return err
+	}
+	return fmt.Errorf("connection to %s lost: %w: %w", c.addr, provider.ErrUnavailable, err)
 }
 
 func (p *pool) authMethods() ([]ssh.AuthMethod, error) {

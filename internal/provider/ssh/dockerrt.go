@@ -173,6 +173,9 @@ func (p *Provider) deployContainer(ctx context.Context, req provider.DeployReque
 	}
 	dh, err := e.Deploy(ctx, req)
 	if err != nil {
+		if c := p.pool.current(addr); c != nil {
+			err = c.lost(err)
+		}
 		return nil, fmt.Errorf("ssh: deploy %s on %s: %w", req.InstanceID, addr, err)
 	}
 	p.logger.Info("container deployed", "instance", req.InstanceID, "host", addr)

@@ -73,7 +73,7 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 		// Its supervisor is dead: start it again where its files are.
 		h, err := p.deployOn(ctx, c, req)
 		if err != nil {
-			return nil, fmt.Errorf("ssh: deploy %s on %s: %w", req.InstanceID, c.addr, err)
+			return nil, fmt.Errorf("ssh: deploy %s on %s: %w", req.InstanceID, c.addr, c.lost(err))
 		}
 		return h, nil
 	}
@@ -91,7 +91,7 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 	}
 	h, err := p.deployOn(ctx, c, req)
 	if err != nil {
-		return nil, fmt.Errorf("ssh: deploy %s on %s: %w", req.InstanceID, c.addr, err)
+		return nil, fmt.Errorf("ssh: deploy %s on %s: %w", req.InstanceID, c.addr, c.lost(err))
 	}
 	return h, nil
 }
@@ -318,6 +318,9 @@ func (p *Provider) waitStarted(ctx context.Context, c *hostConn, dir string) (ha
 		select {
 		case <-ctx.Done():
 			return handle{}, fmt.Errorf("waiting for the service to start (see %s): %w", path.Join(dir, "supervisor.log"), ctx.Err())
+		case <-c.dead:
+			// Polling a dead connection would only wait out the timeout.
+			return handle{}, errors.New("waiting for the service to start: connection closed")
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

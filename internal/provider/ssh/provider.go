@@ -47,6 +47,11 @@ type Options struct {
 	// StartTimeout bounds how long Deploy waits for the service process.
 	// Default 30s.
 	StartTimeout time.Duration
+	// DialTimeout bounds connecting to one host. Default 15s.
+	DialTimeout time.Duration
+	// KeepAlive is how often each host connection must answer; three
+	// missed answers drop it, failing what waits on it. Default 15s.
+	KeepAlive time.Duration
 	// Remote is the remote's name. The docker runtime needs it: it is the
 	// ownership label on every container and names the remote's private
 	// network on each host's engine.
@@ -140,11 +145,17 @@ func New(cfg *Config, opts Options) (*Provider, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = defaultDialTimeout
+	}
+	if opts.KeepAlive <= 0 {
+		opts.KeepAlive = defaultKeepAlive
+	}
 	logger := opts.Logger.With("provider", Type)
 	return &Provider{
 		cfg: cfg, opts: opts, hosts: hosts, logger: logger,
 		gatewayBinary: gatewayBinary,
-		pool:          newPool(cfg, logger),
+		pool:          newPool(cfg, logger, opts.DialTimeout, opts.KeepAlive),
 		locks:         map[string]*sync.Mutex{},
 		sums:          map[string]fileSum{},
 		placing:       map[string]string{},
