@@ -12,10 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
-	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
-	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
-	netv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
 
 	"github.com/bpm-project/bpm/internal/blueprint"
 	"github.com/bpm-project/bpm/internal/provider"
@@ -74,55 +70,52 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 	for k, v := range req.Env {
 		data[k] = []byte(v)
 	}
-	sec := corev1ac.Secret(name, ns).WithLabels(labels).WithType(corev1.SecretTypeOpaque).WithData(data)
-	if _, err := p.cs.CoreV1().Secrets(ns).Apply(ctx, sec, p.apply()); err != nil {
+	sec := newObject("v1", "Secret", name, ns, labels)
+	sec.Type, sec.Data = corev1.SecretTypeOpaque, data
+	if err := p.api.secrets(ns).apply(ctx, sec); err != nil {
 		return nil, wrapAPI("apply secret "+name, err)
 	}
 
-	ctr := corev1ac.Container().WithName("service").WithImage(image).WithArgs(args...).
+	ctr := &container{Name: "service", Image: image, Args: args,
 		// IfNotPresent: a tag already on the node (imported, or pulled for
 		// an earlier instance) starts without a registry round trip.
-		WithImagePullPolicy(corev1.PullIfNotPresent).
-		WithEnvFrom(corev1ac.EnvFromSource().WithSecretRef(corev1ac.SecretEnvSource().WithName(name))).
-		WithResources(res)
-	var svcPorts []*corev1ac.ServicePortApplyConfiguration
-	var npPorts []*netv1ac.NetworkPolicyPortApplyConfiguration
+		ImagePullPolicy: corev1.PullIfNotPresent,
+		EnvFrom:         []envFromSource{{SecretRef: localObjectReference{Name: name}}},
+		Resources:       res}
+	var svcPorts []servicePort
+	var npPorts []networkPolicyPort
 	for _, pt := range req.Package.Manifest.Ports {
 		proto := corev1.ProtocolTCP
 		if pt.Protocol == "udp" {
 			proto = corev1.ProtocolUDP
 		}
 		pname := portName(pt, len(svcPorts))
-		ctr.WithPorts(corev1ac.ContainerPort().WithName(pname).WithContainerPort(int32(pt.Port)).WithProtocol(proto))
-		svcPorts = append(svcPorts, corev1ac.ServicePort().WithName(pname).WithPort(int32(pt.Port)).
-			WithTargetPort(intstr.FromInt32(int32(pt.Port))).WithProtocol(proto))
-		npPorts = append(npPorts, netv1ac.NetworkPolicyPort().WithProtocol(proto).WithPort(intstr.FromInt32(int32(pt.Port))))
+		ctr.Ports = append(ctr.Ports, containerPort{Name: pname, ContainerPort: int32(pt.Port), Protocol: proto})
+		svcPorts = append(svcPorts, servicePort{Name: pname, Port: int32(pt.Port),
+			TargetPort: intstr.FromInt32(int32(pt.Port)), Protocol: proto})
+		npPorts = append(npPorts, networkPolicyPort{Protocol: proto, Port: intstr.FromInt32(int32(pt.Port))})
 	}
-	if probe := readinessProbe(req.Package.Manifest); probe != nil {
-		ctr.WithReadinessProbe(probe)
-	}
-	podSpec := corev1ac.PodSpec().WithContainers(ctr).
+	ctr.ReadinessProbe = readinessProbe(req.Package.Manifest)
+	podSpec := podSpec{Containers: []container{*ctr},
 		// Instances talk to the chain and the manager, not to the
 		// Kubernetes API: no token in the pod.
-		WithAutomountServiceAccountToken(false).
-		WithEnableServiceLinks(false)
-	if len(p.cfg.NodeSelector) > 0 {
-		podSpec.WithNodeSelector(p.cfg.NodeSelector)
+		AutomountServiceAccountToken: false,
+		EnableServiceLinks:           false,
+		NodeSelector:                 p.cfg.NodeSelector,
 	}
 	if req.Package.Manifest.Resources.GPU > 0 {
 		// GPU node pools are commonly tainted so that only pods asking for
 		// GPUs land there (AKS, EKS; GKE adds this toleration itself).
-		podSpec.WithTolerations(corev1ac.Toleration().WithKey(string(gpuResource)).
-			WithOperator(corev1.TolerationOpExists).WithEffect(corev1.TaintEffectNoSchedule))
+		podSpec.Tolerations = []toleration{{Key: string(gpuResource),
+			Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}
 	}
-	for _, s := range p.cfg.ImagePullSecrets {
-		podSpec.WithImagePullSecrets(corev1ac.LocalObjectReference().WithName(s))
-	}
+	podSpec.ImagePullSecrets = pullSecrets(p.cfg.ImagePullSecrets)
+	template := podTemplateSpec{Metadata: objectMeta{Labels: labels}, Spec: podSpec}
 	// After the Secret (which the pod needs, and which marks a deploy
 	// begun), the rest is independent: applied concurrently, so deploy
 	// initiation costs two API round trips, not four.
 	var applies []func() error
-	selector := metav1ac.LabelSelector().WithMatchLabels(map[string]string{LabelInstance: req.InstanceID})
+	selector := labelSelector{MatchLabels: map[string]string{LabelInstance: req.InstanceID}}
 	if storage := req.Package.Manifest.Resources.Storage; storage != "" {
 		// Storage asks for a volume that outlives the pod: a StatefulSet
 		// with one claim, mounted where DATA_DIR (as the local provider
@@ -131,59 +124,56 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 		if err != nil {
 			return nil, fmt.Errorf("kubernetes: manifest storage %q: %w", storage, err)
 		}
-		ctr.WithVolumeMounts(corev1ac.VolumeMount().WithName("data").WithMountPath(DataDir)).
-			WithEnv(corev1ac.EnvVar().WithName("DATA_DIR").WithValue(DataDir))
-		sts := appsv1ac.StatefulSet(name, ns).WithLabels(labels).WithSpec(appsv1ac.StatefulSetSpec().
-			WithReplicas(1).WithServiceName(name).WithSelector(selector).
+		ctr.VolumeMounts = []volumeMount{{Name: "data", MountPath: DataDir}}
+		ctr.Env = []envVar{{Name: "DATA_DIR", Value: DataDir}}
+		claim := newObject("v1", "PersistentVolumeClaim", "data", "", labels)
+		claim.Metadata.Namespace = new(string)
+		claim.Spec = volumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources: resources{Requests: corev1.ResourceList{corev1.ResourceStorage: size}}}
+		sts := newObject("apps/v1", "StatefulSet", name, ns, labels)
+		sts.Spec = statefulSetSpec{Replicas: 1, ServiceName: name, Selector: selector,
 			// The claim goes with the instance: terminate frees everything.
-			WithPersistentVolumeClaimRetentionPolicy(appsv1ac.StatefulSetPersistentVolumeClaimRetentionPolicy().
-				WithWhenDeleted(appsv1.DeletePersistentVolumeClaimRetentionPolicyType).
-				WithWhenScaled(appsv1.RetainPersistentVolumeClaimRetentionPolicyType)).
-			WithTemplate(corev1ac.PodTemplateSpec().WithLabels(labels).WithSpec(podSpec)).
-			WithVolumeClaimTemplates(corev1ac.PersistentVolumeClaim("data", "").WithLabels(labels).
-				WithSpec(corev1ac.PersistentVolumeClaimSpec().
-					WithAccessModes(corev1.ReadWriteOnce).
-					WithResources(corev1ac.VolumeResourceRequirements().
-						WithRequests(corev1.ResourceList{corev1.ResourceStorage: size})))))
+			PersistentVolumeClaimRetentionPolicy: pvcRetention{
+				WhenDeleted: string(appsv1.DeletePersistentVolumeClaimRetentionPolicyType),
+				WhenScaled:  string(appsv1.RetainPersistentVolumeClaimRetentionPolicyType)},
+			Template:             template,
+			VolumeClaimTemplates: []*object{claim}}
 		applies = append(applies, func() error {
-			_, err := p.cs.AppsV1().StatefulSets(ns).Apply(ctx, sts, p.apply())
-			return wrapIf("apply statefulset "+name, err)
+			return wrapIf("apply statefulset "+name, p.api.statefulSets(ns).apply(ctx, sts))
 		})
 	} else {
-		dep := appsv1ac.Deployment(name, ns).WithLabels(labels).WithSpec(appsv1ac.DeploymentSpec().
-			WithReplicas(1).
+		dep := newObject("apps/v1", "Deployment", name, ns, labels)
+		dep.Spec = deploymentSpec{Replicas: 1,
 			// Recreate: one instance is one pod; a surge pod would count
 			// twice against the quota and could run two copies at once.
-			WithStrategy(appsv1ac.DeploymentStrategy().WithType("Recreate")).
-			WithSelector(selector).
-			WithTemplate(corev1ac.PodTemplateSpec().WithLabels(labels).WithSpec(podSpec)))
+			Strategy: strategy{Type: "Recreate"},
+			Selector: selector,
+			Template: template}
 		applies = append(applies, func() error {
-			_, err := p.cs.AppsV1().Deployments(ns).Apply(ctx, dep, p.apply())
-			return wrapIf("apply deployment "+name, err)
+			return wrapIf("apply deployment "+name, p.api.deployments(ns).apply(ctx, dep))
 		})
 	}
 
 	if len(svcPorts) > 0 {
-		svc := corev1ac.Service(name, ns).WithLabels(labels).WithSpec(corev1ac.ServiceSpec().
-			WithType(corev1.ServiceTypeClusterIP).WithSelector(map[string]string{LabelInstance: req.InstanceID}).
-			WithPorts(svcPorts...))
+		svc := newObject("v1", "Service", name, ns, labels)
+		svc.Spec = serviceSpec{Type: corev1.ServiceTypeClusterIP,
+			Selector: map[string]string{LabelInstance: req.InstanceID}, Ports: svcPorts}
 		applies = append(applies, func() error {
-			_, err := p.cs.CoreV1().Services(ns).Apply(ctx, svc, p.apply())
-			return wrapIf("apply service "+name, err)
+			return wrapIf("apply service "+name, p.api.services(ns).apply(ctx, svc))
 		})
 	}
 
 	// Only this remote's gateway may connect: everything else reaches an
 	// instance through the hub and the auth proxy. (Enforced by the
 	// cluster's network plugin; plain bridge CNIs ignore it.)
-	np := netv1ac.NetworkPolicy(name, ns).WithLabels(labels).WithSpec(netv1ac.NetworkPolicySpec().
-		WithPodSelector(metav1ac.LabelSelector().WithMatchLabels(map[string]string{LabelInstance: req.InstanceID})).
-		WithPolicyTypes("Ingress").
-		WithIngress(netv1ac.NetworkPolicyIngressRule().WithPorts(npPorts...).WithFrom(
-			netv1ac.NetworkPolicyPeer().WithPodSelector(metav1ac.LabelSelector().WithMatchLabels(gatewayLabels(p.remote))))))
+	np := newObject("networking.k8s.io/v1", "NetworkPolicy", name, ns, labels)
+	np.Spec = networkPolicySpec{
+		PodSelector: labelSelector{MatchLabels: map[string]string{LabelInstance: req.InstanceID}},
+		PolicyTypes: []string{"Ingress"},
+		Ingress: []networkPolicyRule{{Ports: npPorts,
+			From: []networkPolicyPeer{{PodSelector: labelSelector{MatchLabels: gatewayLabels(p.remote)}}}}}}
 	applies = append(applies, func() error {
-		_, err := p.cs.NetworkingV1().NetworkPolicies(ns).Apply(ctx, np, p.apply())
-		return wrapIf("apply networkpolicy "+name, err)
+		return wrapIf("apply networkpolicy "+name, p.api.networkPolicies(ns).apply(ctx, np))
 	})
 	errs := make([]error, len(applies))
 	var wg sync.WaitGroup
@@ -214,7 +204,7 @@ func portName(pt blueprint.Port, i int) string {
 
 // readinessProbe makes the pod Ready only when the service answers, so
 // Status says running exactly when a request would succeed.
-func readinessProbe(m blueprint.Manifest) *corev1ac.ProbeApplyConfiguration {
+func readinessProbe(m blueprint.Manifest) *probe {
 	if m.Health == nil || m.Health.HTTP == "" {
 		return nil
 	}
@@ -232,19 +222,18 @@ func readinessProbe(m blueprint.Manifest) *corev1ac.ProbeApplyConfiguration {
 	if path[0] != '/' {
 		path = "/" + path
 	}
-	probe := corev1ac.Probe().WithPeriodSeconds(1).WithHTTPGet(
-		corev1ac.HTTPGetAction().WithPath(path).WithPort(intstr.FromInt(port)))
+	pr := &probe{PeriodSeconds: 1, HTTPGet: httpGetAction{Path: path, Port: intstr.FromInt(port)}}
 	if t := m.Health.Timeout.Duration; t > 0 {
-		probe.WithTimeoutSeconds(int32(max(1, t.Seconds())))
+		pr.TimeoutSeconds = int32(max(1, t.Seconds()))
 	}
-	return probe
+	return pr
 }
 
 // containerResources: the manifest's cpu and memory are the requests (what
 // the scheduler reserves); the remote's [resources] limits cap each
 // instance, defaulting to the request so an instance cannot take more than
 // it asked for.
-func (p *Provider) containerResources(r blueprint.Resources) (*corev1ac.ResourceRequirementsApplyConfiguration, error) {
+func (p *Provider) containerResources(r blueprint.Resources) (resources, error) {
 	req, lim := corev1.ResourceList{}, corev1.ResourceList{}
 	for _, f := range []struct {
 		name          corev1.ResourceName
@@ -257,17 +246,17 @@ func (p *Provider) containerResources(r blueprint.Resources) (*corev1ac.Resource
 		var err error
 		if f.want != "" {
 			if w, err = resource.ParseQuantity(f.want); err != nil {
-				return nil, fmt.Errorf("kubernetes: manifest %s %q: %w", f.name, f.want, err)
+				return resources{}, fmt.Errorf("kubernetes: manifest %s %q: %w", f.name, f.want, err)
 			}
 			req[f.name] = w
 			lim[f.name] = w
 		}
 		if f.ceiling != "" {
 			if c, err = resource.ParseQuantity(f.ceiling); err != nil {
-				return nil, fmt.Errorf("kubernetes: %s_limit %q: %w", f.name, f.ceiling, err)
+				return resources{}, fmt.Errorf("kubernetes: %s_limit %q: %w", f.name, f.ceiling, err)
 			}
 			if f.want != "" && w.Cmp(c) > 0 {
-				return nil, fmt.Errorf("kubernetes: the manifest asks for %s %s, more than this remote's limit %s: %w",
+				return resources{}, fmt.Errorf("kubernetes: the manifest asks for %s %s, more than this remote's limit %s: %w",
 					f.name, w.String(), c.String(), provider.ErrQuota)
 			}
 			lim[f.name] = c
@@ -277,12 +266,12 @@ func (p *Provider) containerResources(r blueprint.Resources) (*corev1ac.Resource
 		// Extended resources are set as limits; the request follows.
 		lim[gpuResource] = *resource.NewQuantity(int64(r.GPU), resource.DecimalSI)
 	}
-	out := corev1ac.ResourceRequirements()
+	var out resources
 	if len(req) > 0 {
-		out.WithRequests(req)
+		out.Requests = req
 	}
 	if len(lim) > 0 {
-		out.WithLimits(lim)
+		out.Limits = lim
 	}
 	return out, nil
 }
@@ -312,4 +301,13 @@ func (p *Provider) checkRoom(ctx context.Context, id string) error {
 
 func gatewayLabels(remote string) map[string]string {
 	return map[string]string{LabelManagedBy: managedBy, LabelComponent: "gateway", LabelRemote: remote}
+}
+
+// pullSecrets references the remote's image_pull_secrets.
+func pullSecrets(names []string) []localObjectReference {
+	var refs []localObjectReference
+	for _, s := range names {
+		refs = append(refs, localObjectReference{Name: s})
+	}
+	return refs
 }

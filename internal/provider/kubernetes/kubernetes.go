@@ -16,8 +16,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
-	k8s "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/bpm-project/bpm/internal/provider"
@@ -46,7 +44,7 @@ const (
 type Provider struct {
 	remote string
 	cfg    *Config
-	cs     k8s.Interface
+	api    *client
 	log    *slog.Logger
 	// pollInterval paces the waits in Terminate and EstablishTunnel.
 	pollInterval time.Duration
@@ -81,11 +79,11 @@ func New(ctx context.Context, remote string, cfg *Config, log *slog.Logger) (*Pr
 	// client-go's default limiter (5 requests/s) queues a deploy behind
 	// the polls of a terminate; kubectl allows 50 with bursts of 300.
 	rc.QPS, rc.Burst = 50, 100
-	cs, err := k8s.NewForConfig(rc)
+	api, err := newClient(rc)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: client: %w", err)
 	}
-	p := &Provider{remote: remote, cfg: cfg, cs: cs, pollInterval: 250 * time.Millisecond,
+	p := &Provider{remote: remote, cfg: cfg, api: api, pollInterval: 250 * time.Millisecond,
 		log: log.With("remote", remote, "namespace", cfg.Namespace)}
 	if err := p.ensureNamespace(ctx); err != nil {
 		return nil, err
@@ -101,25 +99,19 @@ func (p *Provider) Type() string { return Type }
 
 func (p *Provider) ns() string { return p.cfg.Namespace }
 
-func (p *Provider) apply() metav1.ApplyOptions {
-	// Force: bpm is the authority on the fields it sets; a conflict means
-	// someone edited them by hand, and the deploy should win.
-	return metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
-}
-
 // ensureNamespace creates the namespace when it is missing. Users confined
 // to one namespace (as most cluster tenants are) can neither read nor create
 // namespaces; for them a Forbidden answer means "use it as it is".
 func (p *Provider) ensureNamespace(ctx context.Context) error {
-	_, err := p.cs.CoreV1().Namespaces().Get(ctx, p.ns(), metav1.GetOptions{})
+	err := p.api.namespaces().get(ctx, p.ns(), &corev1.Namespace{})
 	switch {
 	case err == nil, apierrors.IsForbidden(err):
 		return nil
 	case !apierrors.IsNotFound(err):
 		return fmt.Errorf("kubernetes: namespace %s: %w: %w", p.ns(), provider.ErrUnavailable, err)
 	}
-	nsac := corev1ac.Namespace(p.ns()).WithLabels(map[string]string{LabelManagedBy: managedBy})
-	if _, err := p.cs.CoreV1().Namespaces().Apply(ctx, nsac, p.apply()); err != nil && !apierrors.IsAlreadyExists(err) {
+	nsObj := newObject("v1", "Namespace", p.ns(), "", map[string]string{LabelManagedBy: managedBy})
+	if err := p.api.namespaces().apply(ctx, nsObj); err != nil && !apierrors.IsAlreadyExists(err) {
 		return wrapAPI("create namespace "+p.ns(), err)
 	}
 	return nil
@@ -140,11 +132,12 @@ func (p *Provider) applyQuota(ctx context.Context) error {
 	if r.MaxInstances <= 0 {
 		// Declarative: no max_instances means no quota, so one left by an
 		// earlier config goes. Only ours: the label says bpm made it.
-		q, err := p.cs.CoreV1().ResourceQuotas(p.ns()).Get(ctx, "bpm", metav1.GetOptions{})
+		var q corev1.ResourceQuota
+		err := p.api.resourceQuotas(p.ns()).get(ctx, "bpm", &q)
 		if err != nil || q.Labels[LabelManagedBy] != managedBy {
 			return nil // none, or not ours, or not ours to read
 		}
-		if err := p.cs.CoreV1().ResourceQuotas(p.ns()).Delete(ctx, "bpm", metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		if err := p.api.resourceQuotas(p.ns()).delete(ctx, "bpm", metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			return wrapAPI("delete quota", err)
 		}
 		return nil
@@ -169,10 +162,9 @@ func (p *Provider) applyQuota(ctx context.Context) error {
 		}
 		hard[corev1.ResourceLimitsMemory] = *resource.NewQuantity(q.Value()*n+gatewayMemory.Value(), resource.BinarySI)
 	}
-	qac := corev1ac.ResourceQuota("bpm", p.ns()).
-		WithLabels(map[string]string{LabelManagedBy: managedBy, LabelRemote: p.remote}).
-		WithSpec(corev1ac.ResourceQuotaSpec().WithHard(hard))
-	if _, err := p.cs.CoreV1().ResourceQuotas(p.ns()).Apply(ctx, qac, p.apply()); err != nil {
+	quota := newObject("v1", "ResourceQuota", "bpm", p.ns(), map[string]string{LabelManagedBy: managedBy, LabelRemote: p.remote})
+	quota.Spec = resourceQuotaSpec{Hard: hard}
+	if err := p.api.resourceQuotas(p.ns()).apply(ctx, quota); err != nil {
 		return fmt.Errorf("kubernetes: apply quota: %w", err)
 	}
 	return nil
@@ -219,8 +211,8 @@ func (p *Provider) Resources(ctx context.Context) (provider.Resources, error) {
 		}
 		out.Instances = max(0, limit-len(owned))
 	}
-	q, err := p.cs.CoreV1().ResourceQuotas(p.ns()).Get(ctx, "bpm", metav1.GetOptions{})
-	if err == nil {
+	var q corev1.ResourceQuota
+	if err := p.api.resourceQuotas(p.ns()).get(ctx, "bpm", &q); err == nil {
 		if h, ok := q.Status.Hard[corev1.ResourceLimitsCPU]; ok {
 			u := q.Status.Used[corev1.ResourceLimitsCPU]
 			out.CPUMillis = max(0, h.MilliValue()-u.MilliValue())
@@ -231,8 +223,8 @@ func (p *Provider) Resources(ctx context.Context) (provider.Resources, error) {
 		}
 	}
 	if out.CPUMillis == 0 && out.MemoryBytes == 0 {
-		nodes, err := p.cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-		if err == nil {
+		var nodes corev1.NodeList
+		if err := p.api.nodes().list(ctx, metav1.ListOptions{}, &nodes); err == nil {
 			for _, n := range nodes.Items {
 				cpu, mem := n.Status.Allocatable[corev1.ResourceCPU], n.Status.Allocatable[corev1.ResourceMemory]
 				gpu := n.Status.Allocatable[gpuResource]

@@ -29,7 +29,8 @@ func (p *Provider) Status(ctx context.Context, ref provider.Ref) (provider.Statu
 		// The Secret is applied first: alone, it is what a deploy cut
 		// short (a killed manager) left. Reported, not hidden, so the
 		// instance is terminated or re-deployed instead of leaking it.
-		sec, serr := p.cs.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+		var sec corev1.Secret
+		serr := p.api.secrets(ns).get(ctx, name, &sec)
 		if serr == nil && sec.DeletionTimestamp == nil {
 			return provider.Status{State: provider.StateFailed, Since: sec.CreationTimestamp.Time,
 				Message: "deploy interrupted before its Deployment was created: deploy again or terminate"}, nil
@@ -42,8 +43,8 @@ func (p *Provider) Status(ctx context.Context, ref provider.Ref) (provider.Statu
 	if w.deleted != nil {
 		return provider.Status{State: provider.StateTerminating, Message: "being deleted", Since: w.deleted.Time}, nil
 	}
-	pods, err := p.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: p.instanceSelector(ref.InstanceID)})
-	if err != nil {
+	var pods corev1.PodList
+	if err := p.api.pods(ns).list(ctx, metav1.ListOptions{LabelSelector: p.instanceSelector(ref.InstanceID)}, &pods); err != nil {
 		return provider.Status{}, wrapAPI("status "+name, err)
 	}
 	pod := newestPod(pods.Items)
@@ -54,7 +55,8 @@ func (p *Provider) Status(ctx context.Context, ref provider.Ref) (provider.Statu
 	}
 	st := workloadStatus(w, pod)
 	if st.State == provider.StateRunning {
-		svc, err := p.cs.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		var svc corev1.Service
+		err := p.api.services(ns).get(ctx, name, &svc)
 		if err == nil && svc.Spec.ClusterIP != "" && svc.Spec.ClusterIP != corev1.ClusterIPNone && len(svc.Spec.Ports) > 0 {
 			st.Address = net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(svc.Spec.Ports[0].Port)))
 		}
@@ -107,15 +109,16 @@ func deploymentWorkload(dep *appsv1.Deployment) workload {
 // getWorkload finds the instance's Deployment, or its StatefulSet when it
 // has storage; NotFound when neither exists.
 func (p *Provider) getWorkload(ctx context.Context, ns, name string) (workload, error) {
-	dep, err := p.cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	dep := &appsv1.Deployment{}
+	err := p.api.deployments(ns).get(ctx, name, dep)
 	if err == nil {
 		return deploymentWorkload(dep), nil
 	}
 	if !apierrors.IsNotFound(err) {
 		return workload{}, err
 	}
-	sts, err := p.cs.AppsV1().StatefulSets(ns).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
+	var sts appsv1.StatefulSet
+	if err := p.api.statefulSets(ns).get(ctx, name, &sts); err != nil {
 		return workload{}, err
 	}
 	return workload{created: sts.CreationTimestamp, deleted: sts.DeletionTimestamp}, nil
@@ -124,8 +127,9 @@ func (p *Provider) getWorkload(ctx context.Context, ns, name string) (workload, 
 // failedCreate is the latest FailedCreate event's message for the named
 // controller, or "".
 func (p *Provider) failedCreate(ctx context.Context, ns, name string) string {
-	evs, err := p.cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
-		FieldSelector: "involvedObject.name=" + name + ",reason=FailedCreate"})
+	var evs corev1.EventList
+	err := p.api.events(ns).list(ctx, metav1.ListOptions{
+		FieldSelector: "involvedObject.name=" + name + ",reason=FailedCreate"}, &evs)
 	if err != nil || len(evs.Items) == 0 {
 		return ""
 	}
@@ -230,34 +234,34 @@ func (p *Provider) Terminate(ctx context.Context, ref provider.Ref) error {
 		return wrapAPI(step, err)
 	}
 	// Deployment first, so nothing recreates the pods while we wait.
-	if err := ignore("delete deployments", p.cs.AppsV1().Deployments(ns).DeleteCollection(ctx, del, opts)); err != nil {
+	if err := ignore("delete deployments", p.api.deployments(ns).deleteCollection(ctx, del, opts)); err != nil {
 		return err
 	}
-	if err := ignore("delete statefulsets", p.cs.AppsV1().StatefulSets(ns).DeleteCollection(ctx, del, opts)); err != nil {
+	if err := ignore("delete statefulsets", p.api.statefulSets(ns).deleteCollection(ctx, del, opts)); err != nil {
 		return err
 	}
 	// Services have no deletecollection: delete one by one.
-	svcs, err := p.cs.CoreV1().Services(ns).List(ctx, opts)
-	if err != nil {
+	var svcs corev1.ServiceList
+	if err := p.api.services(ns).list(ctx, opts, &svcs); err != nil {
 		return wrapAPI("list services", err)
 	}
 	for _, s := range svcs.Items {
-		if err := ignore("delete service "+s.Name, p.cs.CoreV1().Services(ns).Delete(ctx, s.Name, del)); err != nil {
+		if err := ignore("delete service "+s.Name, p.api.services(ns).delete(ctx, s.Name, del)); err != nil {
 			return err
 		}
 	}
-	if err := ignore("delete networkpolicies", p.cs.NetworkingV1().NetworkPolicies(ns).DeleteCollection(ctx, del, opts)); err != nil {
+	if err := ignore("delete networkpolicies", p.api.networkPolicies(ns).deleteCollection(ctx, del, opts)); err != nil {
 		return err
 	}
-	if err := ignore("delete secrets", p.cs.CoreV1().Secrets(ns).DeleteCollection(ctx, del, opts)); err != nil {
+	if err := ignore("delete secrets", p.api.secrets(ns).deleteCollection(ctx, del, opts)); err != nil {
 		return err
 	}
-	if err := ignore("delete volume claims", p.cs.CoreV1().PersistentVolumeClaims(ns).DeleteCollection(ctx, del, opts)); err != nil {
+	if err := ignore("delete volume claims", p.api.volumeClaims(ns).deleteCollection(ctx, del, opts)); err != nil {
 		return err
 	}
 	// Pods go with their ReplicaSet in the background; delete them too so
 	// the wait is bounded by their grace period, not the garbage collector.
-	if err := ignore("delete pods", p.cs.CoreV1().Pods(ns).DeleteCollection(ctx, del, opts)); err != nil {
+	if err := ignore("delete pods", p.api.pods(ns).deleteCollection(ctx, del, opts)); err != nil {
 		return err
 	}
 	for {
@@ -278,36 +282,36 @@ func (p *Provider) Terminate(ctx context.Context, ref provider.Ref) error {
 
 func (p *Provider) remaining(ctx context.Context, ns string, opts metav1.ListOptions) ([]string, error) {
 	var left []string
-	deps, err := p.cs.AppsV1().Deployments(ns).List(ctx, opts)
-	if err != nil {
+	var deps appsv1.DeploymentList
+	if err := p.api.deployments(ns).list(ctx, opts, &deps); err != nil {
 		return nil, wrapAPI("list deployments", err)
 	}
 	for _, d := range deps.Items {
 		left = append(left, "deployment/"+d.Name)
 	}
-	stss, err := p.cs.AppsV1().StatefulSets(ns).List(ctx, opts)
-	if err != nil {
+	var stss appsv1.StatefulSetList
+	if err := p.api.statefulSets(ns).list(ctx, opts, &stss); err != nil {
 		return nil, wrapAPI("list statefulsets", err)
 	}
 	for _, s := range stss.Items {
 		left = append(left, "statefulset/"+s.Name)
 	}
-	rss, err := p.cs.AppsV1().ReplicaSets(ns).List(ctx, opts)
-	if err != nil {
+	var rss appsv1.ReplicaSetList
+	if err := p.api.replicaSets(ns).list(ctx, opts, &rss); err != nil {
 		return nil, wrapAPI("list replicasets", err)
 	}
 	for _, r := range rss.Items {
 		left = append(left, "replicaset/"+r.Name)
 	}
-	pods, err := p.cs.CoreV1().Pods(ns).List(ctx, opts)
-	if err != nil {
+	var pods corev1.PodList
+	if err := p.api.pods(ns).list(ctx, opts, &pods); err != nil {
 		return nil, wrapAPI("list pods", err)
 	}
 	for _, x := range pods.Items {
 		left = append(left, "pod/"+x.Name)
 	}
-	pvcs, err := p.cs.CoreV1().PersistentVolumeClaims(ns).List(ctx, opts)
-	if err != nil {
+	var pvcs corev1.PersistentVolumeClaimList
+	if err := p.api.volumeClaims(ns).list(ctx, opts, &pvcs); err != nil {
 		return nil, wrapAPI("list volume claims", err)
 	}
 	for _, x := range pvcs.Items {
@@ -321,12 +325,12 @@ func (p *Provider) remaining(ctx context.Context, ns string, opts metav1.ListOpt
 // reconcile sees partial instances too and nothing bpm made goes unlisted.
 func (p *Provider) ListOwned(ctx context.Context) ([]provider.Owned, error) {
 	sel := metav1.ListOptions{LabelSelector: LabelManagedBy + "=" + managedBy + "," + LabelRemote + "=" + p.remote + "," + LabelInstance}
-	deps, err := p.cs.AppsV1().Deployments(p.ns()).List(ctx, sel)
-	if err != nil {
+	var deps appsv1.DeploymentList
+	if err := p.api.deployments(p.ns()).list(ctx, sel, &deps); err != nil {
 		return nil, wrapAPI("list instances", err)
 	}
-	secs, err := p.cs.CoreV1().Secrets(p.ns()).List(ctx, sel)
-	if err != nil {
+	var secs corev1.SecretList
+	if err := p.api.secrets(p.ns()).list(ctx, sel, &secs); err != nil {
 		return nil, wrapAPI("list instances", err)
 	}
 	byID := map[string]provider.State{}
@@ -335,8 +339,8 @@ func (p *Provider) ListOwned(ctx context.Context) ([]provider.Owned, error) {
 			byID[s.Labels[LabelInstance]] = provider.StateFailed
 		}
 	}
-	stss, err := p.cs.AppsV1().StatefulSets(p.ns()).List(ctx, sel)
-	if err != nil {
+	var stss appsv1.StatefulSetList
+	if err := p.api.statefulSets(p.ns()).list(ctx, sel, &stss); err != nil {
 		return nil, wrapAPI("list instances", err)
 	}
 	for _, s := range stss.Items {
@@ -378,8 +382,8 @@ func (p *Provider) Logs(ctx context.Context, ref provider.Ref, opts provider.Log
 		}
 		return wrapAPI("logs "+name, err)
 	}
-	pods, err := p.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: p.instanceSelector(ref.InstanceID)})
-	if err != nil {
+	var pods corev1.PodList
+	if err := p.api.pods(ns).list(ctx, metav1.ListOptions{LabelSelector: p.instanceSelector(ref.InstanceID)}, &pods); err != nil {
 		return wrapAPI("logs "+name, err)
 	}
 	pod := newestPod(pods.Items)
@@ -391,7 +395,7 @@ func (p *Provider) Logs(ctx context.Context, ref provider.Ref, opts provider.Log
 		n := int64(opts.Tail)
 		lo.TailLines = &n
 	}
-	rc, err := p.cs.CoreV1().Pods(ns).GetLogs(pod.Name, lo).Stream(ctx)
+	rc, err := p.api.pods(ns).logs(ctx, pod.Name, lo)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
-	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
-	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 
 	"github.com/bpm-project/bpm/internal/provider"
 )
@@ -29,8 +27,9 @@ func (p *Provider) EstablishTunnel(ctx context.Context, spec provider.TunnelSpec
 	for k, v := range env {
 		data[k] = []byte(v)
 	}
-	sec := corev1ac.Secret(gatewayName(p.remote), ns).WithLabels(labels).WithType(corev1.SecretTypeOpaque).WithData(data)
-	if _, err := p.cs.CoreV1().Secrets(ns).Apply(ctx, sec, p.apply()); err != nil {
+	sec := newObject("v1", "Secret", gatewayName(p.remote), ns, labels)
+	sec.Type, sec.Data = corev1.SecretTypeOpaque, data
+	if err := p.api.secrets(ns).apply(ctx, sec); err != nil {
 		return provider.TunnelInfo{}, wrapAPI("apply gateway secret", err)
 	}
 	image := p.cfg.GatewayImage
@@ -41,30 +40,27 @@ func (p *Provider) EstablishTunnel(ctx context.Context, spec provider.TunnelSpec
 	if p.cfg.GatewayPullPolicy != "" {
 		pull = corev1.PullPolicy(p.cfg.GatewayPullPolicy)
 	}
-	ctr := corev1ac.Container().WithName("gateway").WithImage(image).WithImagePullPolicy(pull).
-		WithEnvFrom(corev1ac.EnvFromSource().WithSecretRef(corev1ac.SecretEnvSource().WithName(gatewayName(p.remote)))).
-		WithResources(corev1ac.ResourceRequirements().
-			WithRequests(corev1.ResourceList{corev1.ResourceCPU: gatewayCPU, corev1.ResourceMemory: gatewayMemory}).
-			WithLimits(corev1.ResourceList{corev1.ResourceCPU: gatewayCPU, corev1.ResourceMemory: gatewayMemory})).
+	ctr := container{Name: "gateway", Image: image, ImagePullPolicy: pull,
+		EnvFrom: []envFromSource{{SecretRef: localObjectReference{Name: gatewayName(p.remote)}}},
+		Resources: resources{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: gatewayCPU, corev1.ResourceMemory: gatewayMemory},
+			Limits:   corev1.ResourceList{corev1.ResourceCPU: gatewayCPU, corev1.ResourceMemory: gatewayMemory}},
 		// Userspace WireGuard: no capabilities, no TUN device.
-		WithSecurityContext(corev1ac.SecurityContext().WithAllowPrivilegeEscalation(false).
-			WithRunAsNonRoot(true).WithRunAsUser(65534).
-			WithCapabilities(corev1ac.Capabilities().WithDrop("ALL")))
-	podSpec := corev1ac.PodSpec().WithContainers(ctr).WithAutomountServiceAccountToken(false).
-		WithEnableServiceLinks(false)
-	for _, s := range p.cfg.ImagePullSecrets {
-		podSpec.WithImagePullSecrets(corev1ac.LocalObjectReference().WithName(s))
-	}
-	dep := appsv1ac.Deployment(gatewayName(p.remote), ns).WithLabels(labels).WithSpec(appsv1ac.DeploymentSpec().
-		WithReplicas(1).
+		SecurityContext: &securityContext{AllowPrivilegeEscalation: false,
+			RunAsNonRoot: true, RunAsUser: 65534,
+			Capabilities: capabilities{Drop: []corev1.Capability{"ALL"}}}}
+	dep := newObject("apps/v1", "Deployment", gatewayName(p.remote), ns, labels)
+	dep.Spec = deploymentSpec{Replicas: 1,
 		// Recreate: two gateways with one key would fight over the hub's
 		// single peer entry for this remote.
-		WithStrategy(appsv1ac.DeploymentStrategy().WithType("Recreate")).
-		WithSelector(metav1ac.LabelSelector().WithMatchLabels(labels)).
-		WithTemplate(corev1ac.PodTemplateSpec().WithLabels(labels).
-			WithAnnotations(map[string]string{"bpm.gateway/spec": specDigest(data)}).
-			WithSpec(podSpec)))
-	if _, err := p.cs.AppsV1().Deployments(ns).Apply(ctx, dep, p.apply()); err != nil {
+		Strategy: strategy{Type: "Recreate"},
+		Selector: labelSelector{MatchLabels: labels},
+		Template: podTemplateSpec{
+			Metadata: objectMeta{Labels: labels,
+				Annotations: map[string]string{"bpm.gateway/spec": specDigest(data)}},
+			Spec: podSpec{Containers: []container{ctr}, AutomountServiceAccountToken: false,
+				EnableServiceLinks: false, ImagePullSecrets: pullSecrets(p.cfg.ImagePullSecrets)}}}
+	if err := p.api.deployments(ns).apply(ctx, dep); err != nil {
 		return provider.TunnelInfo{}, wrapAPI("apply gateway", err)
 	}
 	if err := p.waitGateway(ctx); err != nil {
@@ -79,12 +75,12 @@ func (p *Provider) EstablishTunnel(ctx context.Context, spec provider.TunnelSpec
 func (p *Provider) waitGateway(ctx context.Context) error {
 	var last string
 	for {
-		dep, err := p.cs.AppsV1().Deployments(p.ns()).Get(ctx, gatewayName(p.remote), metav1.GetOptions{})
-		if err != nil {
+		dep := &appsv1.Deployment{}
+		if err := p.api.deployments(p.ns()).get(ctx, gatewayName(p.remote), dep); err != nil {
 			return wrapAPI("gateway", err)
 		}
-		pods, err := p.cs.CoreV1().Pods(p.ns()).List(ctx, metav1.ListOptions{LabelSelector: LabelComponent + "=gateway," + LabelRemote + "=" + p.remote})
-		if err != nil {
+		var pods corev1.PodList
+		if err := p.api.pods(p.ns()).list(ctx, metav1.ListOptions{LabelSelector: LabelComponent + "=gateway," + LabelRemote + "=" + p.remote}, &pods); err != nil {
 			return wrapAPI("gateway", err)
 		}
 		upToDate := dep.Status.ObservedGeneration >= dep.Generation && dep.Status.UpdatedReplicas >= 1
