@@ -47,6 +47,12 @@ type Config struct {
 	RequestPort PortFunc
 	// OnFirstPing, if set, is called once, on the first Ping.
 	OnFirstPing func()
+	// Upstream, if set, maps the upstream URL a service registers to the
+	// one recorded. A remote instance's loopback is its own host's (or
+	// container's), not the gateway's: the manager rewrites it to where the
+	// gateway reaches the instance. An error refuses the registration with
+	// UNAVAILABLE; the service may retry.
+	Upstream func(ctx context.Context, upstream string) (string, error)
 }
 
 // Server implements bridgepb.BlueprintManagerBridgeServer.
@@ -228,10 +234,18 @@ func (s *Server) RegisterBlueprintServiceProxy(ctx context.Context, req *bridgep
 	if err := validateTLS(req.GetTlsProfile()); err != nil {
 		return nil, err
 	}
+	upstream := req.GetUpstreamUrl()
+	if s.cfg.Upstream != nil {
+		u, err := s.cfg.Upstream(ctx, upstream)
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "upstream %q: %v", upstream, err)
+		}
+		upstream = u
+	}
 	rec := &registry.Record{
 		ServiceID:    g,
 		APIKeyPrefix: req.GetApiKeyPrefix(),
-		UpstreamURL:  req.GetUpstreamUrl(),
+		UpstreamURL:  upstream,
 		TLSProfile:   tlsFromPB(req.GetTlsProfile()),
 		Transport:    s.transportFor(req.GetUpstreamUrl()),
 		Gateway:      s.cfg.Gateway,

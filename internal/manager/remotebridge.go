@@ -2,9 +2,13 @@ package manager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -155,6 +159,9 @@ func (m *Manager) startRemoteBridge(ctx context.Context, id, remote string, sid 
 			defer cancel()
 			m.store.AppendEvent(ectx, id, "bridge", "the service pinged its bridge through the "+remote+" gateway")
 		},
+		Upstream: func(ctx context.Context, upstream string) (string, error) {
+			return m.remoteUpstream(ctx, id, remote, upstream)
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("bridge: %w", err)
@@ -200,6 +207,86 @@ func (m *Manager) startRemoteBridge(ctx context.Context, id, remote string, sid 
 	case <-ctx.Done():
 	}
 	return nil
+}
+
+// upstreamWait bounds how long a registration waits for its instance's
+// address: a service registers as soon as it starts, which can be before
+// the deploy has recorded where the container or pod answers.
+const upstreamWait = 10 * time.Second
+
+// remoteUpstream maps the upstream URL remote instance id registered to
+// one its gateway can reach. Services written for one machine register
+// http://127.0.0.1:PORT (or a wildcard host); inside a container or pod
+// that loopback is the instance's own, so the host becomes the one in the
+// address the provider reports for the instance, and the port stays the
+// service's. A URL naming any other host is the service's word and kept.
+// For SSH hosts the reported address is already loopback, so nothing
+// changes there.
+func (m *Manager) remoteUpstream(ctx context.Context, id, remote, upstream string) (string, error) {
+	u, err := url.Parse(upstream)
+	if err != nil || u.Host == "" {
+		return upstream, nil // the proxy reports a URL it cannot use
+	}
+	ip, err := netip.ParseAddr(strings.Trim(u.Hostname(), "[]"))
+	if err != nil && u.Hostname() != "localhost" {
+		return upstream, nil // a name: the service's word
+	}
+	if err == nil && !ip.IsLoopback() && !ip.IsUnspecified() {
+		return upstream, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, upstreamWait)
+	defer cancel()
+	for wait := 100 * time.Millisecond; ; wait = min(wait*2, time.Second) {
+		host, err := m.instanceHost(ctx, id, remote)
+		if err != nil {
+			return "", err
+		}
+		if host != "" {
+			if port := u.Port(); port != "" {
+				u.Host = net.JoinHostPort(host, port)
+			} else {
+				u.Host = net.JoinHostPort(host, "80")
+			}
+			return u.String(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("instance %s has no address on remote %s yet", id, remote)
+		case <-time.After(wait):
+		}
+	}
+}
+
+// instanceHost is the host part of where remote instance id answers: the
+// recorded address, else what its provider reports now ("" when neither
+// knows yet).
+func (m *Manager) instanceHost(ctx context.Context, id, remote string) (string, error) {
+	in, err := m.store.GetInstance(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	addr := in.Address
+	if addr == "" {
+		p, err := m.providerFor(ctx, remote)
+		if err != nil {
+			return "", err
+		}
+		// Names derive from the instance id alone, so a provider finds the
+		// instance before its handle is recorded.
+		st, err := p.Status(ctx, provider.Ref{InstanceID: id, Remote: remote, Handle: in.Handle})
+		if err != nil && !errors.Is(err, provider.ErrNotFound) {
+			return "", err
+		}
+		addr = st.Address
+	}
+	if addr == "" {
+		return "", nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("instance %s: address %q: %w", id, addr, err)
+	}
+	return host, nil
 }
 
 // exposeLoop tells remote's gateway to serve the endpoint until ctx ends:

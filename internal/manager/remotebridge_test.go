@@ -22,8 +22,10 @@ import (
 	"github.com/bpm-project/bpm/internal/bridge"
 	"github.com/bpm-project/bpm/internal/config"
 	"github.com/bpm-project/bpm/internal/gateway"
+	"github.com/bpm-project/bpm/internal/manager"
 	"github.com/bpm-project/bpm/internal/provider"
 	"github.com/bpm-project/bpm/internal/registry"
+	"github.com/bpm-project/bpm/internal/state"
 	"github.com/bpm-project/bpm/internal/supervisor/testservice"
 	"github.com/bpm-project/bpm/internal/tunnel"
 )
@@ -299,4 +301,48 @@ func labExpose(ctx context.Context, f *fixture, id, path string) error {
 		}
 	}
 	return errors.New("no lab peer")
+}
+
+func TestRemoteUpstreamRewritesLoopback(t *testing.T) {
+	f := newFixtureConfig(t, `
+[remote.edge]
+type = "procremote"
+bridge_dir = "/nonexistent"
+`)
+	f.start()
+	ctx := ctxT(t)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A container instance: it answers on its own network address.
+	must(f.m.Store().CreateInstance(ctx, state.Instance{ID: "bp-container", Remote: "edge", ProviderType: "procremote",
+		BlueprintName: "x", State: provider.StateRunning, Address: "10.1.2.3:9000"}))
+	for _, c := range []struct{ in, want string }{
+		{"http://127.0.0.1:8080", "http://10.1.2.3:8080"},
+		{"http://0.0.0.0:8080/base", "http://10.1.2.3:8080/base"},
+		{"http://[::1]:8080", "http://10.1.2.3:8080"},
+		{"http://localhost:8080", "http://10.1.2.3:8080"},
+		{"http://127.0.0.1", "http://10.1.2.3:80"},
+		// The service's own word is kept.
+		{"http://10.9.9.9:1234", "http://10.9.9.9:1234"},
+		{"http://svc.internal:8080", "http://svc.internal:8080"},
+		{"unix:///run/x.sock", "unix:///run/x.sock"},
+	} {
+		got, err := manager.RemoteUpstream(f.m, ctx, "bp-container", "edge", c.in)
+		if err != nil || got != c.want {
+			t.Errorf("remoteUpstream(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+	// No address recorded and none reported: refused once the wait is up,
+	// never recorded as the gateway's own loopback.
+	must(f.m.Store().CreateInstance(ctx, state.Instance{ID: "bp-noaddr", Remote: "edge", ProviderType: "procremote",
+		BlueprintName: "x", State: provider.StateCreating}))
+	sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if got, err := manager.RemoteUpstream(f.m, sctx, "bp-noaddr", "edge", "http://127.0.0.1:8080"); err == nil {
+		t.Errorf("an instance with no address: %q, want an error", got)
+	}
 }

@@ -34,6 +34,9 @@ func TestMain(m *testing.M) {
 	}
 	args = append(args, "github.com/bpm-project/bpm/cmd/bpm")
 	cmd := exec.Command("go", args...)
+	// Static, as released: remote providers pack this binary into the
+	// gateway image, which has no libc.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build bpm:", err)

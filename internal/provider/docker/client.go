@@ -218,6 +218,13 @@ type hostConfig struct {
 	PublishAllPorts bool
 	CapAdd          []string `json:",omitempty"`
 	Devices         []device `json:",omitempty"`
+	Mounts          []mount  `json:",omitempty"`
+}
+
+type mount struct {
+	Type   string // "volume"
+	Source string // the volume's name
+	Target string // path in the container
 }
 
 type device struct {
@@ -437,6 +444,15 @@ func (c *client) networkCreate(ctx context.Context, name string, labels map[stri
 
 func (c *client) networkRemove(ctx context.Context, name string) error {
 	return c.call(ctx, http.MethodDelete, "/networks/"+url.PathEscape(name), nil, nil, nil)
+}
+
+func (c *client) volumeCreate(ctx context.Context, name string, labels map[string]string) error {
+	in := map[string]any{"Name": name, "Labels": labels}
+	return c.call(ctx, http.MethodPost, "/volumes/create", nil, in, nil)
+}
+
+func (c *client) volumeRemove(ctx context.Context, name string) error {
+	return c.call(ctx, http.MethodDelete, "/volumes/"+url.PathEscape(name), nil, nil, nil)
 }
 
 type engineInfo struct {

@@ -19,7 +19,9 @@ import (
 	"time"
 
 	"github.com/bpm-project/bpm/internal/blueprint"
+	"github.com/bpm-project/bpm/internal/bridge"
 	"github.com/bpm-project/bpm/internal/config"
+	"github.com/bpm-project/bpm/internal/gateway"
 	"github.com/bpm-project/bpm/internal/health"
 	"github.com/bpm-project/bpm/internal/provider"
 )
@@ -163,6 +165,26 @@ var nameUnsafe = regexp.MustCompile(`[^a-zA-Z0-9_.-]`)
 func (p *Provider) networkName() string { return "bpm-" + nameUnsafe.ReplaceAllString(p.remote, "-") }
 
 // gatewayName is the remote's one gateway container on this engine.
+// bridgeVolumeName is the named volume the remote's gateway serves instance
+// bridge sockets in; every instance mounts it at gateway.BridgeDir.
+func (p *Provider) bridgeVolumeName() string { return p.networkName() + "-bridge" }
+
+// bridgeMount mounts the remote's bridge volume where the gateway serves
+// the sockets, in the gateway's container and in each instance's.
+func (p *Provider) bridgeMount() mount {
+	return mount{Type: "volume", Source: p.bridgeVolumeName(), Target: gateway.BridgeDir}
+}
+
+// BridgeSocketPath is where instance (blueprintID, serviceID) dials its
+// bridge inside its container: a socket the remote's gateway serves in the
+// shared bridge volume, with the Blueprint SDK's file layout. The gateway
+// runs as nobody and its directories are 0700, as a local bridge socket's:
+// instance containers reach them as root (the Docker default); an image
+// that runs as another user gets no bridge.
+func (p *Provider) BridgeSocketPath(blueprintID, serviceID uint64) string {
+	return bridge.SocketPath(gateway.BridgeDir, blueprintID, serviceID)
+}
+
 func (p *Provider) gatewayName() string {
 	return "bpm-gateway-" + nameUnsafe.ReplaceAllString(p.remote, "-")
 }
@@ -314,6 +336,7 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 			RestartPolicy: restartPolicy{Name: "unless-stopped"},
 			NanoCPUs:      nano,
 			Memory:        mem,
+			Mounts:        []mount{p.bridgeMount()},
 		},
 	}
 
@@ -423,9 +446,13 @@ func (p *Provider) loadArchive(ctx context.Context, ref, path string) error {
 	return nil
 }
 
-// ensureNetwork creates the remote's private bridge network if missing.
-// Callers hold p.lifecycle.
+// ensureNetwork creates the remote's private bridge network and its bridge
+// volume if missing. Callers hold p.lifecycle.
 func (p *Provider) ensureNetwork(ctx context.Context) error {
+	// Creating an existing volume is a no-op that returns it.
+	if err := p.cli.volumeCreate(ctx, p.bridgeVolumeName(), p.labels("bridge")); err != nil {
+		return p.wrap("create volume "+p.bridgeVolumeName(), err)
+	}
 	name := p.networkName()
 	_, err := p.cli.networkInspect(ctx, name)
 	if err == nil {
@@ -580,6 +607,10 @@ func (p *Provider) cleanupIfLast(ctx context.Context) error {
 	if err := p.cli.networkRemove(ctx, nw); err != nil && !isStatus(err, http.StatusNotFound) {
 		// Something else (not bpm's) still uses it: harmless, say so.
 		p.logger.Warn("network left in place", "network", nw, "err", err)
+	}
+	vol := p.bridgeVolumeName()
+	if err := p.cli.volumeRemove(ctx, vol); err != nil && !isStatus(err, http.StatusNotFound) {
+		p.logger.Warn("bridge volume left in place", "volume", vol, "err", err)
 	}
 	return nil
 }

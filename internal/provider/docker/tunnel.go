@@ -40,6 +40,7 @@ func (p *Provider) EstablishTunnel(ctx context.Context, spec provider.TunnelSpec
 	list := envList(env)
 	sum := sha256.New()
 	fmt.Fprintln(sum, image)
+	fmt.Fprintln(sum, "mount", p.bridgeMount())
 	for _, kv := range list {
 		fmt.Fprintln(sum, kv)
 	}
@@ -78,6 +79,7 @@ func (p *Provider) EstablishTunnel(ctx context.Context, spec provider.TunnelSpec
 		HostConfig: hostConfig{
 			NetworkMode:   p.networkName(),
 			RestartPolicy: restartPolicy{Name: "unless-stopped"},
+			Mounts:        []mount{p.bridgeMount()},
 		},
 	}
 	if _, err := p.cli.containerCreate(ctx, name, cfg); err != nil {
