@@ -96,6 +96,18 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 		npPorts = append(npPorts, networkPolicyPort{Protocol: proto, Port: intstr.FromInt32(int32(pt.Port))})
 	}
 	ctr.ReadinessProbe = readinessProbe(req.Package.Manifest)
+	// Storage asks for a volume that outlives the pod: a StatefulSet with
+	// one claim, mounted where DATA_DIR (as the local provider sets it)
+	// points. Set before the container is copied into the pod spec.
+	storage := req.Package.Manifest.Resources.Storage
+	var size resource.Quantity
+	if storage != "" {
+		if size, err = resource.ParseQuantity(storage); err != nil {
+			return nil, fmt.Errorf("kubernetes: manifest storage %q: %w", storage, err)
+		}
+		ctr.VolumeMounts = []volumeMount{{Name: "data", MountPath: DataDir}}
+		ctr.Env = []envVar{{Name: "DATA_DIR", Value: DataDir}}
+	}
 	podSpec := podSpec{Containers: []container{*ctr},
 		// Instances talk to the chain and the manager, not to the
 		// Kubernetes API: no token in the pod.
@@ -116,16 +128,7 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 	// initiation costs two API round trips, not four.
 	var applies []func() error
 	selector := labelSelector{MatchLabels: map[string]string{LabelInstance: req.InstanceID}}
-	if storage := req.Package.Manifest.Resources.Storage; storage != "" {
-		// Storage asks for a volume that outlives the pod: a StatefulSet
-		// with one claim, mounted where DATA_DIR (as the local provider
-		// sets it) points.
-		size, err := resource.ParseQuantity(storage)
-		if err != nil {
-			return nil, fmt.Errorf("kubernetes: manifest storage %q: %w", storage, err)
-		}
-		ctr.VolumeMounts = []volumeMount{{Name: "data", MountPath: DataDir}}
-		ctr.Env = []envVar{{Name: "DATA_DIR", Value: DataDir}}
+	if storage != "" {
 		claim := newObject("v1", "PersistentVolumeClaim", "data", "", labels)
 		claim.Metadata.Namespace = new(string)
 		claim.Spec = volumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},

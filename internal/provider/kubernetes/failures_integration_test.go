@@ -186,6 +186,10 @@ func TestIntegrationStorage(t *testing.T) {
 	if out := e.kubectlOut(t, c.name, "-n", c.namespace, "get", "statefulset,persistentvolumeclaim", "-l", sel, "-o", "name"); !strings.Contains(out, "statefulset.apps/bpm-"+ref.InstanceID) || !strings.Contains(out, "persistentvolumeclaim/data-bpm-"+ref.InstanceID+"-0") {
 		t.Fatalf("objects of a storage instance:\n%s", out)
 	}
+	if out := e.kubectlOut(t, c.name, "-n", c.namespace, "get", "statefulset", "bpm-"+ref.InstanceID, "-o",
+		`jsonpath={.spec.template.spec.containers[0].volumeMounts[0].mountPath} {.spec.template.spec.containers[0].env[?(@.name=="DATA_DIR")].value}`); out != "/data /data" {
+		t.Fatalf("the claim is not mounted at DATA_DIR: mount path and DATA_DIR are %q", out)
+	}
 	var st provider.Status
 	for {
 		if st, err = p.Status(ctx, ref); err != nil {
