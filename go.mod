@@ -6,6 +6,7 @@ require (
 	filippo.io/age v1.3.2
 	github.com/ChainSafe/go-schnorrkel v1.1.0
 	github.com/decred/dcrd/dcrec/secp256k1/v4 v4.4.1
+	github.com/kevinburke/ssh_config v1.6.0
 	github.com/mattn/go-isatty v0.0.24
 	github.com/pelletier/go-toml/v2 v2.4.3
 	github.com/pkg/sftp v1.13.12

@@ -34,6 +34,10 @@ type Config struct {
 	// KnownHosts is the known_hosts file host keys are checked against;
 	// empty means ~/.ssh/known_hosts.
 	KnownHosts string `toml:"known_hosts" path:"true"`
+	// SSHConfig is the OpenSSH client config whose HostName, Port, User,
+	// IdentityFile and ProxyJump apply to the hosts, as for ssh; empty
+	// means ~/.ssh/config (if any), /dev/null means none.
+	SSHConfig string `toml:"ssh_config" path:"true"`
 	// TrustOnFirstUse accepts and records the key of a host not yet in
 	// KnownHosts. Off by default: an unknown key is refused.
 	TrustOnFirstUse bool `toml:"trust_on_first_use"`

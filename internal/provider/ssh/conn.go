@@ -9,11 +9,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/bpm-project/bpm/internal/provider"
+	"github.com/kevinburke/ssh_config"
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
@@ -62,7 +64,11 @@ func (c *hostConn) close() {
 // pool holds at most one live connection per host and redials a host whose
 // connection dropped.
 type pool struct {
-	cfg         *Config
+	cfg *Config
+	// sshConfig is the OpenSSH client config honoured for every host (nil:
+	// none); entries maps a host's pool key to its hosts entry as written.
+	sshConfig   *ssh_config.Config
+	entries     map[string]string
 	logger      *slog.Logger
 	dialTimeout time.Duration
 	keepAlive   time.Duration
@@ -76,7 +82,8 @@ type pool struct {
 func newPool(cfg *Config, logger *slog.Logger, dialTimeout, keepAlive time.Duration) *pool {
 	return &pool{
 		cfg: cfg, logger: logger, dialTimeout: dialTimeout, keepAlive: keepAlive,
-		conns: map[string]*hostConn{}, dialing: map[string]*sync.Mutex{},
+		entries: map[string]string{},
+		conns:   map[string]*hostConn{}, dialing: map[string]*sync.Mutex{},
 	}
 }
 
@@ -132,49 +139,71 @@ func (p *pool) closeAll() error {
 }
 
 func (p *pool) dial(ctx context.Context, addr string) (*hostConn, error) {
-	auth, err := p.authMethods()
+	entry := p.entries[addr]
+	if entry == "" {
+		entry = addr
+	}
+	hops, err := p.route(entry)
 	if err != nil {
-		return nil, err
-	}
-	user := p.cfg.User
-	if user == "" {
-		user = os.Getenv("USER")
-	}
-	cc := &ssh.ClientConfig{
-		User:              user,
-		Auth:              auth,
-		HostKeyCallback:   p.hostKeyCallback(),
-		HostKeyAlgorithms: nil,
-		Timeout:           p.dialTimeout,
+		return nil, fmt.Errorf("ssh: %s: %w", addr, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.dialTimeout)
 	defer cancel()
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("ssh: dial %s: %w", addr, err)
+	// Each hop is dialled through the one before (a direct-tcpip channel),
+	// with the same host-key checks as a direct connection.
+	var clients []*ssh.Client
+	closeAll := func() {
+		for i := len(clients) - 1; i >= 0; i-- {
+			clients[i].Close()
+		}
 	}
-	// The handshake has no context of its own: bound it by the deadline.
-	if dl, ok := ctx.Deadline(); ok {
-		_ = nc.SetDeadline(dl)
+	for i, h := range hops {
+		var nc net.Conn
+		if i == 0 {
+			var d net.Dialer
+			nc, err = d.DialContext(ctx, "tcp", h.addr)
+		} else {
+			nc, err = clients[i-1].DialContext(ctx, "tcp", h.addr)
+		}
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("ssh: dial %s%s: %w", h.addr, via(hops[:i]), err)
+		}
+		client, err := p.handshake(ctx, nc, h)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("ssh: handshake with %s%s: %w", h.addr, via(hops[:i]), err)
+		}
+		clients = append(clients, client)
 	}
-	sc, chans, reqs, err := ssh.NewClientConn(nc, addr, cc)
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("ssh: handshake with %s: %w", addr, err)
-	}
-	_ = nc.SetDeadline(time.Time{})
-	client := ssh.NewClient(sc, chans, reqs)
+	client := clients[len(clients)-1]
+	// SFTP's start has no context either: a host that stops answering here
+	// must not hold the dial past its timeout.
+	stop := context.AfterFunc(ctx, closeAll)
 	sf, err := sftp.NewClient(client, sftp.UseConcurrentWrites(true))
-	if err != nil {
-		client.Close()
+	var home string
+	if err == nil {
+		home, err = sf.Getwd()
+		if err == nil && !strings.HasPrefix(home, "/") {
+			err = fmt.Errorf("home directory %q is not absolute", home)
+		}
+		if err != nil {
+			sf.Close()
+		}
+	}
+	if !stop() || err != nil {
+		closeAll()
+		if err == nil {
+			err = ctx.Err()
+		}
 		return nil, fmt.Errorf("ssh: sftp on %s: %w", addr, err)
 	}
-	home, err := sf.Getwd()
-	if err != nil || !strings.HasPrefix(home, "/") {
-		sf.Close()
-		client.Close()
-		return nil, fmt.Errorf("ssh: %s: home directory %q: %v", addr, home, err)
+	if len(clients) > 1 {
+		// The jump connections live as long as the host's.
+		go func() {
+			_ = client.Wait()
+			closeAll()
+		}()
 	}
 	c := &hostConn{addr: addr, client: client, sftp: sf, home: home, dead: make(chan struct{})}
 	go func() {
@@ -236,11 +265,55 @@ func (c *hostConn) lost(err error) error {
 	return fmt.Errorf("connection to %s lost: %w: %w", c.addr, provider.ErrUnavailable, err)
 }
 
-func (p *pool) authMethods() ([]ssh.AuthMethod, error) {
+// handshake runs the SSH handshake for h over nc, bounded by ctx (the
+// handshake takes no context, and nc may be a channel, which has no
+// deadlines).
+func (p *pool) handshake(ctx context.Context, nc net.Conn, h hop) (*ssh.Client, error) {
+	auth, release, err := p.authMethods(h.identities)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	defer release()
+	cc := &ssh.ClientConfig{
+		User:            h.user,
+		Auth:            auth,
+		HostKeyCallback: p.hostKeyCallback(),
+		Timeout:         p.dialTimeout,
+	}
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	sc, chans, reqs, err := ssh.NewClientConn(nc, h.addr, cc)
+	if !stop() {
+		if err == nil {
+			sc.Close()
+		}
+		return nil, fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return ssh.NewClient(sc, chans, reqs), nil
+}
+
+func via(hops []hop) string {
+	if len(hops) == 0 {
+		return ""
+	}
+	names := make([]string, len(hops))
+	for i, h := range hops {
+		names[i] = h.addr
+	}
+	return " via " + strings.Join(names, ", ")
+}
+
+// authMethods returns how to authenticate, and a release func to call once
+// the handshake is over.
+func (p *pool) authMethods(identities []string) ([]ssh.AuthMethod, func(), error) {
 	if p.cfg.Key != "" {
 		pem, err := os.ReadFile(p.cfg.Key)
 		if err != nil {
-			return nil, fmt.Errorf("ssh: read key: %w", err)
+			return nil, nil, fmt.Errorf("ssh: read key: %w", err)
 		}
 		var signer ssh.Signer
 		if pass := p.cfg.KeyPassphrase.Reveal(); pass != "" {
@@ -248,24 +321,65 @@ func (p *pool) authMethods() ([]ssh.AuthMethod, error) {
 		} else {
 			signer, err = ssh.ParsePrivateKey(pem)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("ssh: key %s: %w", p.cfg.Key, err)
+		var missing *ssh.PassphraseMissingError
+		switch {
+		case errors.As(err, &missing):
+			return nil, nil, fmt.Errorf("ssh: key %s is encrypted: set key_passphrase (or add the key to ssh-agent and leave key unset)", p.cfg.Key)
+		case err != nil:
+			// The error never holds the passphrase, only why it failed.
+			return nil, nil, fmt.Errorf("ssh: key %s: %w", p.cfg.Key, err)
 		}
-		return []ssh.AuthMethod{ssh.PublicKeys(signer)}, nil
+		return []ssh.AuthMethod{ssh.PublicKeys(signer)}, func() {}, nil
+	}
+	// No key set: the IdentityFiles ~/.ssh/config names for the host, then
+	// the agent's keys, as ssh tries them. An encrypted IdentityFile is
+	// usable only through the agent (key_passphrase belongs to key).
+	var files []ssh.Signer
+	for _, name := range identities {
+		pem, err := os.ReadFile(name)
+		if err != nil {
+			p.logger.Debug("identity file skipped", "file", name, "err", err)
+			continue
+		}
+		signer, err := ssh.ParsePrivateKey(pem)
+		if err != nil {
+			p.logger.Debug("identity file skipped", "file", name, "err", err)
+			continue
+		}
+		files = append(files, signer)
 	}
 	sock := os.Getenv("SSH_AUTH_SOCK")
-	if sock == "" {
-		return nil, errors.New("ssh: no key configured and no ssh-agent ($SSH_AUTH_SOCK unset)")
+	if sock == "" && len(files) == 0 {
+		return nil, nil, errors.New("ssh: no key: set key, name an IdentityFile in ssh_config, or run ssh-agent ($SSH_AUTH_SOCK is unset)")
 	}
-	// The agent connection is opened per signing request so a restarted
-	// agent is picked up.
+	var agentConns []net.Conn
+	release := func() {
+		for _, c := range agentConns {
+			c.Close()
+		}
+	}
 	return []ssh.AuthMethod{ssh.PublicKeysCallback(func() ([]ssh.Signer, error) {
+		if sock == "" {
+			return files, nil
+		}
+		// The agent is asked at each handshake so a restarted agent, or
+		// a key added since, is picked up.
 		conn, err := net.Dial("unix", sock)
 		if err != nil {
+			if len(files) > 0 {
+				return files, nil
+			}
 			return nil, fmt.Errorf("ssh-agent: %w", err)
 		}
-		return agent.NewClient(conn).Signers()
-	})}, nil
+		// Agent signers sign through conn: it stays open for the
+		// handshake, which closes it (release) when done.
+		agentConns = append(agentConns, conn)
+		signers, err := agent.NewClient(conn).Signers()
+		if err != nil && len(files) == 0 {
+			return nil, fmt.Errorf("ssh-agent: %w", err)
+		}
+		return append(slices.Clip(files), signers...), nil
+	})}, release, nil
 }
 
 // knownHostsPath is the configured file or ~/.ssh/known_hosts.

@@ -152,10 +152,19 @@ func New(cfg *Config, opts Options) (*Provider, error) {
 		opts.KeepAlive = defaultKeepAlive
 	}
 	logger := opts.Logger.With("provider", Type)
+	sc, err := loadSSHConfig(cfg.SSHConfig)
+	if err != nil {
+		return nil, fmt.Errorf("ssh: %w", err)
+	}
+	pool := newPool(cfg, logger, opts.DialTimeout, opts.KeepAlive)
+	pool.sshConfig = sc
+	for i, h := range cfg.Hosts {
+		pool.entries[hosts[i]] = h
+	}
 	return &Provider{
 		cfg: cfg, opts: opts, hosts: hosts, logger: logger,
 		gatewayBinary: gatewayBinary,
-		pool:          newPool(cfg, logger, opts.DialTimeout, opts.KeepAlive),
+		pool:          pool,
 		locks:         map[string]*sync.Mutex{},
 		sums:          map[string]fileSum{},
 		placing:       map[string]string{},

@@ -44,6 +44,9 @@ func testConfig(env *testenv.Env, hosts ...string) *Config {
 	c.User = env.SSH.User
 	c.Key = env.SSH.Key
 	c.KnownHosts = env.SSH.KnownHosts
+	// Whatever ~/.ssh/config the machine running the tests has stays out
+	// of them.
+	c.SSHConfig = os.DevNull
 	c.Runtime = Runtime{Type: RuntimeNative}
 	return c
 }
