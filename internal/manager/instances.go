@@ -12,6 +12,7 @@ import (
 
 	"github.com/bpm-project/bpm/internal/api"
 	"github.com/bpm-project/bpm/internal/blueprint"
+	"github.com/bpm-project/bpm/internal/crashpoint"
 	"github.com/bpm-project/bpm/internal/provider"
 	"github.com/bpm-project/bpm/internal/state"
 )
@@ -83,6 +84,7 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 	if err != nil {
 		return api.Instance{}, fmt.Errorf("deploy: record intent: %w", err)
 	}
+	crashpoint.Hit("deploy/after-intent")
 	log := m.log.With("instance", inst.ID, "remote", remote)
 	log.Info("deploying", "blueprint", pkg.Manifest.Name, "service_id", sid)
 
@@ -116,6 +118,7 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 			}
 			return api.Instance{}, fmt.Errorf("deploy %s: %w", inst.ID, err)
 		}
+		crashpoint.Hit("deploy/after-tunnel")
 	}
 	env := m.serviceEnv(pkg, bid, sid)
 	if remote == LocalRemote {
@@ -160,6 +163,7 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 		}
 		return api.Instance{}, fmt.Errorf("deploy %s: %w", inst.ID, err)
 	}
+	crashpoint.Hit("deploy/after-provider")
 	out, err := m.update(dctx, inst.ID, state.Update{Handle: &h})
 	if err != nil {
 		return api.Instance{}, fmt.Errorf("deploy %s: record handle: %w", inst.ID, err)

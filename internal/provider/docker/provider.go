@@ -21,6 +21,7 @@ import (
 	"github.com/bpm-project/bpm/internal/blueprint"
 	"github.com/bpm-project/bpm/internal/bridge"
 	"github.com/bpm-project/bpm/internal/config"
+	"github.com/bpm-project/bpm/internal/crashpoint"
 	"github.com/bpm-project/bpm/internal/gateway"
 	"github.com/bpm-project/bpm/internal/health"
 	"github.com/bpm-project/bpm/internal/provider"
@@ -366,6 +367,7 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 	if err != nil {
 		return nil, p.wrap("create "+name, err)
 	}
+	crashpoint.Hit("docker/after-create")
 	if err := p.cli.containerStart(ctx, name); err != nil {
 		// Leave nothing half made: a container that cannot start would
 		// otherwise be adopted by reconcile as a failed instance forever.
@@ -376,6 +378,7 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 		}
 		return nil, p.wrap("start "+name, err)
 	}
+	crashpoint.Hit("docker/after-start")
 	p.logger.Info("container started", "instance", req.InstanceID, "image", src.Image)
 	return encodeHandle(id, name), nil
 }
