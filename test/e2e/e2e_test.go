@@ -55,16 +55,17 @@ type env struct {
 	pkg     string
 	port    int
 	vars    []string
+	bin     string // the bpm binary to run; bpmBin when empty
 	mgr     *exec.Cmd
 	mgrDone chan struct{}
 }
 
-func repoRoot(t *testing.T) string {
+func repoRoot(t testing.TB) string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +143,7 @@ func (e *env) run(args ...string) (string, string, int) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bpmBin, args...)
+	cmd := exec.CommandContext(ctx, e.binary(), args...)
 	cmd.Env = e.vars
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -165,9 +166,16 @@ func (e *env) mustRun(args ...string) string {
 	return out
 }
 
+func (e *env) binary() string {
+	if e.bin != "" {
+		return e.bin
+	}
+	return bpmBin
+}
+
 func (e *env) startManager() {
 	e.t.Helper()
-	cmd := exec.Command(bpmBin, "manager")
+	cmd := exec.Command(e.binary(), "manager")
 	cmd.Env = e.vars
 	logf, err := os.OpenFile(filepath.Join(e.root, "manager.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	must(e.t, err)

@@ -95,7 +95,7 @@ user = "bpm"
 	e.waitPeerHealthy("homelab")
 }
 
-func freeUDPPort(t *testing.T) int {
+func freeUDPPort(t testing.TB) int {
 	c, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -21,11 +21,11 @@ const logMarker = "listening on :8080"
 
 func noEnv(string) string { return "" }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
@@ -46,7 +46,7 @@ func newTestProvider(t *testing.T, remote string, c *Config) *Provider {
 }
 
 // cleanupRemote removes whatever an interrupted run left for the remote.
-func cleanupRemote(t *testing.T, p *Provider) {
+func cleanupRemote(t testing.TB, p *Provider) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	owned, err := p.ListOwned(ctx)

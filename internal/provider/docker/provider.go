@@ -70,6 +70,8 @@ type Provider struct {
 	opts   Options
 	logger *slog.Logger
 
+	gwImage gatewayImage
+
 	// lifecycle serialises the steps that must see a consistent engine:
 	// the quota check with the create it admits, and the removal of the
 	// shared network and gateway with the last instance's termination.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/bpm-project/bpm/internal/gateway"
@@ -95,6 +96,36 @@ func (p *Provider) EstablishTunnel(ctx context.Context, spec provider.TunnelSpec
 	return provider.TunnelInfo{GatewayAddress: spec.GatewayAddress}, nil
 }
 
+// gatewayImage caches the gateway image's name by the binary's identity:
+// hashing a 90 MB binary costs a few hundred milliseconds, and every
+// deploy asks (EstablishTunnel is idempotent, not free).
+type gatewayImage struct {
+	mu   sync.Mutex
+	key  string // path, size, mtime
+	name string
+}
+
+// gatewayImageName is "bpm-gateway:" and the first 16 hex digits of the
+// binary's SHA-256, from the cache while the file is unchanged.
+func (p *Provider) gatewayImageName(f *os.File) (string, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	key := fmt.Sprintf("%s\x00%d\x00%d", f.Name(), fi.Size(), fi.ModTime().UnixNano())
+	p.gwImage.mu.Lock()
+	defer p.gwImage.mu.Unlock()
+	if p.gwImage.key == key {
+		return p.gwImage.name, nil
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	p.gwImage.key, p.gwImage.name = key, "bpm-gateway:"+hex.EncodeToString(h.Sum(nil))[:16]
+	return p.gwImage.name, nil
+}
+
 // ensureGatewayImage loads the gateway image unless the engine has it. The
 // tag is the binary's hash, so every bpm build gets its own image and an
 // upgrade replaces the gateway.
@@ -116,11 +147,10 @@ func (p *Provider) ensureGatewayImage(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("gateway binary: %w", err)
 	}
 	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	image, err := p.gatewayImageName(f)
+	if err != nil {
 		return "", fmt.Errorf("gateway binary: %w", err)
 	}
-	image := "bpm-gateway:" + hex.EncodeToString(h.Sum(nil))[:16]
 	ok, err := p.cli.imageExists(ctx, image)
 	if err != nil {
 		return "", p.wrap("inspect image "+image, err)
