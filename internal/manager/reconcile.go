@@ -15,6 +15,9 @@ import (
 //   - an instance state knows and its provider still runs is adopted (its
 //     state refreshed, never started a second time);
 //   - an instance state knows that is gone is marked failed with the reason;
+//   - a deploy the manager died in before recording the handle is adopted
+//     when its instance runs on the target, and otherwise undone (whatever
+//     it created removed) and marked failed (undoInterruptedDeploy);
 //   - an instance left terminating by a crash is terminated;
 //   - an instance a provider owns that state does not know (or knows as
 //     terminated) is an orphan and is terminated, so nothing runs
@@ -104,9 +107,14 @@ func (m *Manager) reconcileInstance(ctx context.Context, p provider.Provider, in
 		return
 	}
 	o, found := owned[in.ID]
+	interrupted := len(in.Handle) == 0 && (in.State == provider.StatePending || in.State == provider.StateCreating)
+	if interrupted && !(found && startedOnTarget(o.State)) {
+		m.undoInterruptedDeploy(ctx, p, in, o, found)
+		return
+	}
 	if found && len(in.Handle) == 0 && len(o.Handle) > 0 {
-		// The manager died between creating the instance and recording
-		// its handle: adopt the handle the provider reports.
+		// The manager died after the instance started but before it
+		// recorded the handle: adopt the handle the provider reports.
 		if _, err := m.update(ctx, in.ID, state.Update{Handle: &o.Handle}); err != nil {
 			log.Error("adopt handle", "err", err)
 			return
@@ -126,9 +134,6 @@ func (m *Manager) reconcileInstance(ctx context.Context, p provider.Provider, in
 		return
 	}
 	if len(in.Handle) == 0 {
-		if in.State == provider.StatePending || in.State == provider.StateCreating {
-			m.setState(ctx, in.ID, provider.StateFailed, "deploy interrupted by a manager restart before the instance started")
-		}
 		return
 	}
 	if owned != nil && !found {
@@ -144,6 +149,42 @@ func (m *Manager) reconcileInstance(ctx context.Context, p provider.Provider, in
 	if found {
 		m.store.AppendEvent(ctx, in.ID, "reconcile", "re-attached after a manager restart")
 	}
+}
+
+// undoInterruptedDeploy handles a deploy the manager died in before the
+// instance ran: nothing on the target, or something created but never
+// started (a docker container between create and start, which nobody would
+// ever start). The client was told the deploy failed, so nothing of it may
+// stay: Terminate removes what the target holds of it (found by name, which
+// derives from the instance id alone, so a missing handle does not matter)
+// and, with the remote's last instance, what the remote shares (docker's
+// gateway, network and volume, which the interrupted deploy may have just
+// made). The row is kept as failed so `bpm list` shows what happened. When
+// the target cannot be cleaned now, the row stays as it is and the next
+// reconcile tries again.
+func (m *Manager) undoInterruptedDeploy(ctx context.Context, p provider.Provider, in state.Instance, o provider.Owned, found bool) {
+	log := m.log.With("instance", in.ID, "remote", in.Remote)
+	ref := provider.Ref{InstanceID: in.ID, Remote: in.Remote, Handle: o.Handle}
+	if err := p.Terminate(ctx, ref); err != nil && !errors.Is(err, provider.ErrNotFound) {
+		log.Warn("clean up an interrupted deploy", "err", err)
+		m.store.AppendEvent(ctx, in.ID, "reconcile", "deploy interrupted by a manager restart; cleaning up its target failed, retried at the next start: "+err.Error())
+		return
+	}
+	msg := "deploy interrupted by a manager restart before the instance started"
+	ev := msg + "; nothing of it was found on " + in.Remote
+	if found {
+		msg += "; removed what it had created"
+		ev = "deploy interrupted by a manager restart before the instance started; removed it from " + in.Remote + " (it was " + string(o.State) + ")"
+	}
+	m.setState(ctx, in.ID, provider.StateFailed, msg)
+	m.store.AppendEvent(ctx, in.ID, "reconcile", ev)
+	log.Warn("undid an interrupted deploy", "found", found)
+}
+
+// startedOnTarget: the target ran the instance (it may be restarting). A
+// created or failed one did not, and nothing will start it.
+func startedOnTarget(s provider.State) bool {
+	return s == provider.StateRunning || s == provider.StateDegraded
 }
 
 // healthLoop refreshes every live instance's status each interval until ctx
