@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 
+	"github.com/bpm-project/bpm/internal/blueprint"
 	"github.com/bpm-project/bpm/internal/config"
 	"github.com/bpm-project/bpm/internal/provider"
 )
@@ -89,9 +91,15 @@ func Info() provider.Info {
 			if !ok {
 				return nil, fmt.Errorf("%s provider: config is %T, want *ssh.Config", Type, env.Config)
 			}
-			// Without an executable resolver a deploy fails saying so; the
-			// manager wires the package resolver in through New.
-			return New(cfg, Options{Remote: env.Remote, Logger: env.Logger})
+			// A package's native binary for the host's platform: a native
+			// source verified against its sha256, or a testing source built
+			// for that platform, cached content-addressed in the remote's
+			// data dir.
+			cache := filepath.Join(env.DataDir, "cache", "bin")
+			return New(cfg, Options{Remote: env.Remote, Logger: env.Logger,
+				Executable: func(ctx context.Context, pkg *blueprint.Package, pl Platform) (string, []string, error) {
+					return pkg.Executable(ctx, cache, pl.OS, pl.Arch)
+				}})
 		},
 	}
 }
