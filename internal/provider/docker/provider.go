@@ -149,7 +149,9 @@ func (p *Provider) Ping(ctx context.Context) error {
 // warnInsecure repeats the plain-TCP warning on every use, as the issue
 // asks: an operator must not forget the engine is reachable in clear text.
 func (p *Provider) warnInsecure() {
-	if strings.HasPrefix(p.cli.base, "http://") && !strings.HasPrefix(p.ep.URL, "unix://") {
+	// A unix socket is guarded by its file mode, and a caller's own
+	// transport (Options.Dial, the ssh provider's SSH channel) by itself.
+	if strings.HasPrefix(p.cli.base, "http://") && !strings.HasPrefix(p.ep.URL, "unix://") && p.ep.dial == nil {
 		p.logger.Warn("docker endpoint without TLS", "endpoint", p.ep.URL)
 	}
 }
