@@ -29,8 +29,9 @@
 // tcp:// is refused unless the remote says insecure = true, and then every
 // call warns. When the remote names no endpoint and no TLS files,
 // DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH are read as the docker
-// CLI reads them; docker contexts (~/.docker/contexts) are not read yet.
-// ssh:// endpoints are not available yet.
+// CLI reads them, then the current docker context (dockercontext.go; one
+// that skips TLS verification is refused). ssh:// endpoints are not
+// available: the ssh provider's docker runtime reaches engines over SSH.
 //
 // Secrets: an instance's environment is passed as the container's env, as
 // with any Docker deployment; bpm never logs or prints it, but anyone with

@@ -30,26 +30,37 @@ type endpoint struct {
 	Token    string
 	// FromEnv records that DOCKER_* chose it, for error messages.
 	FromEnv bool
+	// Context is the docker context that chose it, if one did.
+	Context string
 	// dial is Options.Dial: a caller-provided transport (URL dial://REMOTE).
 	dial func(ctx context.Context) (net.Conn, error)
 }
 
 // resolveEndpoint applies the rule: the remote's own settings win;
-// when it names no endpoint and no TLS files, DOCKER_HOST, DOCKER_TLS_VERIFY
-// and DOCKER_CERT_PATH are honoured as the docker CLI reads them. Docker
-// contexts are not read (see doc.go).
-func resolveEndpoint(c *Config, ep string, getenv func(string) string) endpoint {
+// when it names no endpoint and no TLS files, DOCKER_HOST,
+// DOCKER_TLS_VERIFY and DOCKER_CERT_PATH are honoured as the docker CLI
+// reads them, then the current docker context (DOCKER_CONTEXT or
+// config.json's currentContext), then the default socket.
+func resolveEndpoint(c *Config, ep string, getenv func(string) string) (endpoint, error) {
 	e := endpoint{URL: ep, CA: c.CA, Cert: c.Cert, Key: c.Key, Insecure: c.Insecure, Token: string(c.AuthToken)}
 	if ep != "" || c.CA != "" || c.Cert != "" || c.Key != "" {
 		if e.URL == "" {
 			e.URL = defaultSocket
 		}
-		return e
+		return e, nil
 	}
 	e.URL = getenv("DOCKER_HOST")
 	if e.URL == "" {
+		ce, ok, err := contextEndpoint(getenv)
+		if err != nil {
+			return endpoint{}, err
+		}
+		if ok {
+			ce.Token = e.Token
+			return ce, nil
+		}
 		e.URL = defaultSocket
-		return e
+		return e, nil
 	}
 	e.FromEnv = true
 	if v := getenv("DOCKER_TLS_VERIFY"); v != "" && v != "0" {
@@ -63,7 +74,7 @@ func resolveEndpoint(c *Config, ep string, getenv func(string) string) endpoint 
 		e.Cert = filepath.Join(dir, "cert.pem")
 		e.Key = filepath.Join(dir, "key.pem")
 	}
-	return e
+	return e, nil
 }
 
 // newClient builds the HTTP client for e. TLS is verified against CA (or
@@ -144,6 +155,14 @@ func tlsConfig(e endpoint) (*tls.Config, error) {
 
 // explain turns a transport failure into a message an operator can act on;
 // TLS alerts are otherwise cryptic ("remote error: tls: bad certificate").
+// where names the engine in errors, with the docker context that chose it.
+func (e endpoint) where() string {
+	if e.Context != "" {
+		return e.URL + " (docker context " + e.Context + ")"
+	}
+	return e.URL
+}
+
 func explain(e endpoint, err error) error {
 	if err == nil {
 		return nil
@@ -157,18 +176,18 @@ func explain(e endpoint, err error) error {
 	var herr x509.HostnameError
 	switch {
 	case errors.As(err, &uerr):
-		return fmt.Errorf("engine %s: its certificate is not signed by the configured ca (%s): %w", e.URL, e.CA, err)
+		return fmt.Errorf("engine %s: its certificate is not signed by the configured ca (%s): %w", e.where(), e.CA, err)
 	case errors.As(err, &herr):
-		return fmt.Errorf("engine %s: its certificate does not name this host: %w", e.URL, err)
+		return fmt.Errorf("engine %s: its certificate does not name this host: %w", e.where(), err)
 	// Engines answer a missing client certificate with either alert,
 	// depending on the TLS version negotiated.
 	case strings.Contains(msg, "certificate required"),
 		e.Cert == "" && strings.Contains(msg, "bad certificate"):
-		return fmt.Errorf("engine %s refused the connection: it requires a client certificate and none is configured (set cert and key): %w", e.URL, err)
+		return fmt.Errorf("engine %s refused the connection: it requires a client certificate and none is configured (set cert and key): %w", e.where(), err)
 	case strings.Contains(msg, "bad certificate"), strings.Contains(msg, "unknown certificate authority"), strings.Contains(msg, "unknown ca"):
-		return fmt.Errorf("engine %s refused bpm's client certificate %s: it is not signed by a CA the engine trusts: %w", e.URL, e.Cert, err)
+		return fmt.Errorf("engine %s refused bpm's client certificate %s: it is not signed by a CA the engine trusts: %w", e.where(), e.Cert, err)
 	case strings.Contains(msg, "server gave HTTP response to HTTPS client"):
-		return fmt.Errorf("engine %s answers plain HTTP, not TLS: %w", e.URL, err)
+		return fmt.Errorf("engine %s answers plain HTTP, not TLS: %w", e.where(), err)
 	}
-	return fmt.Errorf("engine %s: %w: %w", e.URL, provider.ErrUnavailable, err)
+	return fmt.Errorf("engine %s: %w: %w", e.where(), provider.ErrUnavailable, err)
 }

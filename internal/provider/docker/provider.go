@@ -120,7 +120,10 @@ func New(remote string, c *Config, opts Options) (*Provider, error) {
 	if r := c.Regions; r.Primary != "" && r.Endpoints[r.Primary] != "" {
 		ep = r.Endpoints[r.Primary]
 	}
-	e := resolveEndpoint(c, ep, opts.Getenv)
+	e, err := resolveEndpoint(c, ep, opts.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("docker: remote %s: %w", remote, err)
+	}
 	if opts.Dial != nil {
 		e = endpoint{URL: "dial://" + remote, dial: opts.Dial}
 	}
