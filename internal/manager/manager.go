@@ -16,6 +16,7 @@ import (
 	"github.com/bpm-project/bpm/internal/api"
 	"github.com/bpm-project/bpm/internal/blueprint"
 	"github.com/bpm-project/bpm/internal/config"
+	"github.com/bpm-project/bpm/internal/health"
 	"github.com/bpm-project/bpm/internal/provider"
 	"github.com/bpm-project/bpm/internal/provider/local"
 	"github.com/bpm-project/bpm/internal/registry"
@@ -260,6 +261,9 @@ func (m *Manager) providerFor(ctx context.Context, remote string) (provider.Prov
 		DataDir:    filepath.Join(m.cfg.Manager.DataDir, "remotes", remote),
 		RuntimeDir: m.cfg.Manager.RuntimeDir,
 		Logger:     m.log.With("remote", remote),
+		RemoteCheck: func(ctx context.Context, spec health.Spec) error {
+			return m.remoteCheck(ctx, remote, spec)
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("remote %q: %w", remote, err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/bpm-project/bpm/internal/bridge"
 	"github.com/bpm-project/bpm/internal/gateway"
+	"github.com/bpm-project/bpm/internal/health"
 	"github.com/bpm-project/bpm/internal/provider"
 	"github.com/bpm-project/bpm/internal/registry"
 	"github.com/bpm-project/bpm/internal/state"
@@ -107,6 +108,27 @@ func (m *Manager) closeTunnelMux() {
 		m.rbridges.mux.Close()
 		m.rbridges.mux, m.rbridges.hub = nil, nil
 	}
+}
+
+// remoteCheck runs spec's health check from inside remote, through its
+// gateway: instance addresses are on the remote's private network. With no
+// hub or no peer for the remote yet (a manager just started, before its
+// first reconcile of peers) it checks from here, which works where this
+// machine routes to that network and otherwise fails as before.
+func (m *Manager) remoteCheck(ctx context.Context, remote string, spec health.Spec) error {
+	c, err := m.gatewayClient(remote)
+	if err != nil {
+		return health.Check(ctx, spec)
+	}
+	defer c.CloseIdleConnections()
+	res, err := c.InstanceHealth(ctx, spec)
+	if err != nil {
+		return fmt.Errorf("health check through the %s gateway: %w", remote, err)
+	}
+	if !res.Healthy {
+		return errors.New(res.Error)
+	}
+	return nil
 }
 
 // gatewayClient returns a control channel client for remote's gateway.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"github.com/bpm-project/bpm/internal/bridge"
 	"github.com/bpm-project/bpm/internal/config"
 	"github.com/bpm-project/bpm/internal/gateway"
+	"github.com/bpm-project/bpm/internal/health"
 	"github.com/bpm-project/bpm/internal/manager"
 	"github.com/bpm-project/bpm/internal/provider"
 	"github.com/bpm-project/bpm/internal/registry"
@@ -344,5 +346,63 @@ bridge_dir = "/nonexistent"
 	defer cancel()
 	if got, err := manager.RemoteUpstream(f.m, sctx, "bp-noaddr", "edge", "http://127.0.0.1:8080"); err == nil {
 		t.Errorf("an instance with no address: %q, want an error", got)
+	}
+}
+
+// TestRemoteCheckThroughGateway: a remote's health checks run inside the
+// remote, through its gateway's control channel, once the remote has a
+// peer; before that they run from here.
+func TestRemoteCheckThroughGateway(t *testing.T) {
+	f := newFixtureConfig(t, fmt.Sprintf(`
+[hub]
+listen = ":%d"
+
+[remote.edge]
+type = "procremote"
+bridge_dir = "/nonexistent"
+
+[remote.lab]
+type = "procremote"
+bridge_dir = "/nonexistent"
+`, freeUDPPort(t)))
+	f.keystore = memKeystoreOpener()
+	f.start()
+	ctx := ctxT(t)
+	g := startGateway(t, f, "edge")
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			http.NotFound(w, r)
+		}
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	up := health.Spec{Address: ln.Addr().String(), HTTPPath: "/healthz", Timeout: 2 * time.Second}
+	wrongPath := up
+	wrongPath.HTTPPath = "/nope"
+
+	if err := manager.RemoteCheck(f.m, ctx, "edge", up); err != nil {
+		t.Errorf("healthy instance through the gateway: %v", err)
+	}
+	if err := manager.RemoteCheck(f.m, ctx, "edge", wrongPath); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("failing check through the gateway: %v, want the gateway's 404", err)
+	}
+	// No peer for lab yet: checked from this process.
+	if err := manager.RemoteCheck(f.m, ctx, "lab", up); err != nil {
+		t.Errorf("remote with no gateway: %v", err)
+	}
+	// The gateway gone but its peer configured: the check says which
+	// gateway it could not ask, rather than pretending from here.
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	g.Close(cctx)
+	cancel()
+	sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := manager.RemoteCheck(f.m, sctx, "edge", up); err == nil || !strings.Contains(err.Error(), "edge gateway") {
+		t.Errorf("with the gateway down: %v, want an error naming it", err)
 	}
 }

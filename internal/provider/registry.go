@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+
+	"github.com/bpm-project/bpm/internal/health"
 )
 
 // Env is what the manager hands a provider when it builds one.
@@ -20,6 +22,11 @@ type Env struct {
 	// RuntimeDir holds sockets (bridge) for local instances.
 	RuntimeDir string
 	Logger     *slog.Logger
+	// RemoteCheck runs a health check from inside the remote, through its
+	// gateway (the manager sets it for remotes). Instance addresses are on
+	// the remote's private network, which bpm's own process cannot route
+	// to; a provider that probes instances itself uses this instead.
+	RemoteCheck func(ctx context.Context, spec health.Spec) error
 }
 
 // Info registers one provider type.

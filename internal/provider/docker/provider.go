@@ -57,7 +57,11 @@ type Options struct {
 	// socket). The SSH provider's docker runtime reaches a host's engine
 	// socket this way through its SSH connection. The remote's endpoint and
 	// TLS settings are then ignored.
-	Dial   func(ctx context.Context) (net.Conn, error)
+	Dial func(ctx context.Context) (net.Conn, error)
+	// Check runs an instance's health check; default health.Check, from
+	// this process. Through a gateway (provider.Env.RemoteCheck) it runs
+	// inside the remote, where container addresses route.
+	Check  CheckFunc
 	Logger *slog.Logger
 }
 
@@ -97,7 +101,7 @@ func Info() provider.Info {
 			if !ok || c == nil {
 				return nil, fmt.Errorf("docker: remote %s: config is %T, want *docker.Config", env.Remote, env.Config)
 			}
-			return New(env.Remote, c, Options{Logger: env.Logger})
+			return New(env.Remote, c, Options{Logger: env.Logger, Check: env.RemoteCheck})
 		},
 	}
 }
@@ -296,6 +300,12 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 		return nil, fmt.Errorf("docker: deploy %s: %w", name, err)
 	}
 	m := req.Package.Manifest
+	if m.WantsVM() {
+		// Refused, not run with less than asked: bpm does not pick the
+		// engine's container runtime, so every container shares its kernel.
+		return nil, fmt.Errorf("docker: deploy %s: the manifest's isolation = %q cannot be given on a docker remote (its containers share the engine's kernel): %w",
+			name, m.Isolation, provider.ErrUnsupported)
+	}
 	nano, mem, err := p.limits(m)
 	if err != nil {
 		return nil, fmt.Errorf("docker: deploy %s: %w", name, err)
@@ -483,33 +493,11 @@ func (p *Provider) ensureNetwork(ctx context.Context) error {
 // remote's network (from the manager's host when it reaches that network,
 // as in tests; otherwise the manager asks the gateway).
 func (p *Provider) Status(ctx context.Context, ref provider.Ref) (provider.Status, error) {
-	name, err := p.nameOf(ref)
-	if err != nil {
-		return provider.Status{}, fmt.Errorf("docker: status: %w", err)
+	check := p.opts.Check
+	if check == nil {
+		check = health.Check
 	}
-	c, err := p.cli.containerInspect(ctx, name)
-	if isStatus(err, http.StatusNotFound) {
-		return provider.Status{}, fmt.Errorf("docker: status %s: %w", name, provider.ErrNotFound)
-	}
-	if err != nil {
-		return provider.Status{}, p.wrap("inspect "+name, err)
-	}
-	if c.Config.Labels[labelInstance] != ref.InstanceID {
-		return provider.Status{}, fmt.Errorf("docker: status %s: container is not bpm's: %w", name, provider.ErrNotFound)
-	}
-	st := provider.Status{Restarts: c.RestartCount, Address: p.address(c)}
-	st.Since, _ = time.Parse(time.RFC3339Nano, c.State.StartedAt)
-	st.State, st.Message = mapState(c)
-	if st.State == provider.StateRunning {
-		if spec, ok := healthSpec(c); ok {
-			ip, _, _ := net.SplitHostPort(st.Address)
-			spec.Address = net.JoinHostPort(ip, portOf(spec.Address))
-			if err := health.Check(ctx, spec); err != nil {
-				st.State, st.Message = provider.StateDegraded, err.Error()
-			}
-		}
-	}
-	return st, nil
+	return p.StatusWith(ctx, ref, check)
 }
 
 func mapState(c containerJSON) (provider.State, string) {
