@@ -162,6 +162,7 @@ func Parse(data []byte, file string) (*Manifest, error) {
 		var ve *ValidationError
 		if errors.As(err, &ve) {
 			ve.File = file
+			placeProblems(ve.Problems, keys)
 		}
 		return nil, err
 	}
@@ -169,6 +170,22 @@ func Parse(data []byte, file string) (*Manifest, error) {
 }
 
 var manifestType = reflect.TypeFor[Manifest]()
+
+// placeProblems gives validation problems the position of the key they
+// name (or of its nearest written ancestor, so a missing key points at its
+// section), as decode problems have, so an editor can jump to it. Fields
+// inside arrays (sources[1].kind) are left without one: the index does not
+// tell elements of an inline array apart, and a line pointing at the
+// wrong element would mislead more than no line.
+func placeProblems(ps []Problem, keys *tomlstrict.Index) {
+	for i := range ps {
+		if ps[i].Line != 0 || ps[i].Field == "" || strings.Contains(ps[i].Field, "[") {
+			continue
+		}
+		pos := keys.Pos(ps[i].Field)
+		ps[i].Line, ps[i].Column = pos.Line, pos.Col
+	}
+}
 
 // sortProblems puts problems in file order, those without a place last, so
 // an unknown key and a type mismatch read top to bottom.

@@ -176,8 +176,12 @@ DATA_DIR = "/tmp"
 	if lines := strings.Split(err.Error(), "\n"); len(lines) != len(want) {
 		t.Errorf("Error() has %d lines, want one per problem:\n%s", len(lines), err)
 	}
-	if !strings.HasPrefix(err.Error(), "blueprint.toml: name: ") {
-		t.Errorf("Error() = %q, want it to start with the file and field", err)
+	// Fields outside arrays carry the line of their key; those inside an
+	// array do not (see placeProblems).
+	if !strings.HasPrefix(err.Error(), "blueprint.toml:2:1: name: ") ||
+		!strings.Contains(err.Error(), "\nblueprint.toml: sources[0].binaries[0].sha256: ") ||
+		!strings.Contains(err.Error(), "\nblueprint.toml:12:1: resources.gpu: ") {
+		t.Errorf("Error() = %q, want each line to start with the file, the key's line where known, and the field", err)
 	}
 }
 

@@ -7,14 +7,30 @@ import (
 
 // Manifest is the decoded blueprint.toml. Field names follow the TOML keys.
 type Manifest struct {
-	Name        string            `toml:"name"`
-	Version     string            `toml:"version"`
-	BlueprintID *uint64           `toml:"blueprint_id"`
-	Sources     []Source          `toml:"sources"`
-	Resources   Resources         `toml:"resources"`
-	Ports       []Port            `toml:"ports"`
-	Env         map[string]string `toml:"env"`
-	Health      *Health           `toml:"health"`
+	Name        string    `toml:"name"`
+	Version     string    `toml:"version"`
+	BlueprintID *uint64   `toml:"blueprint_id"`
+	Sources     []Source  `toml:"sources"`
+	Resources   Resources `toml:"resources"`
+	// Isolation is the boundary the instance must run inside: "" or
+	// "none" for what the provider gives anyway (a process or a
+	// container), "vm" for a virtual machine per instance.
+	//
+	// Top level, not in [resources]: resources are amounts a scheduler
+	// reserves and a quota counts, which a provider may meet with any
+	// runtime; isolation names the runtime itself, and a provider that
+	// cannot give it must refuse rather than run the instance with less.
+	// That is how the Blueprint SDK models it too: VM isolation is a
+	// property of where the manager runs a service (its VM runtime for
+	// native binaries, its Kubernetes runtime with Kata Containers for
+	// containers), beside the source and next to the metadata's other
+	// placement policies (confidentiality_policy, gpu_requirements), not a
+	// quantity. A string rather than a bool leaves room for the SDK's
+	// "tee_required" without another key.
+	Isolation string            `toml:"isolation"`
+	Ports     []Port            `toml:"ports"`
+	Env       map[string]string `toml:"env"`
+	Health    *Health           `toml:"health"`
 }
 
 // SourceKind names how runnable bits are obtained.
@@ -59,6 +75,18 @@ type Resources struct {
 	Storage string `toml:"storage"` // bytes with unit
 	GPU     int    `toml:"gpu"`
 }
+
+// Isolation values.
+const (
+	IsolationNone = "none"
+	// IsolationVM asks for a virtual machine boundary around the instance:
+	// on Kubernetes a RuntimeClass such as Kata Containers'.
+	IsolationVM = "vm"
+)
+
+// WantsVM reports whether the manifest asks for VM isolation, which
+// providers that cannot give it refuse.
+func (m *Manifest) WantsVM() bool { return m.Isolation == IsolationVM }
 
 // Port is one port the instance listens on.
 type Port struct {

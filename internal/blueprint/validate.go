@@ -69,6 +69,11 @@ func (m *Manifest) Validate() error {
 		s.validate(&ps, fmt.Sprintf("sources[%d]", i))
 	}
 	m.Resources.validate(&ps)
+	switch m.Isolation {
+	case "", IsolationNone, IsolationVM:
+	default:
+		ps.add("isolation", "%q is not one of none, vm", m.Isolation)
+	}
 	m.validatePorts(&ps)
 	m.validateEnv(&ps)
 	m.validateHealth(&ps)

@@ -40,6 +40,10 @@ type Config struct {
 	// NodeSelector restricts instances to nodes with these labels, for
 	// example GPU nodes.
 	NodeSelector map[string]string `toml:"node_selector"`
+	// RuntimeClass is the RuntimeClass given to the pods of a package
+	// whose manifest asks for isolation = "vm"; empty means
+	// DefaultRuntimeClass.
+	RuntimeClass string `toml:"runtime_class"`
 
 	Resources config.Resources `toml:"resources"`
 	Tunnel    config.Tunnel    `toml:"tunnel"`
@@ -49,6 +53,11 @@ type Config struct {
 
 // DefaultNamespace is used when namespace is not set.
 const DefaultNamespace = "bpm"
+
+// DefaultRuntimeClass is used when runtime_class is not set: the name Kata
+// Containers installs its RuntimeClass under, and the one the Blueprint
+// SDK's container runtime asks for.
+const DefaultRuntimeClass = "kata"
 
 // NewConfig returns a config holding the defaults, which the file's values
 // override.
@@ -112,6 +121,9 @@ func (c *Config) Validate() error {
 		if len(v) > 63 || !labelValue.MatchString(v) {
 			fe.Add("node_selector", "%q is not a valid label value (for key %q)", v, k)
 		}
+	}
+	if c.RuntimeClass != "" && !validSubdomain(c.RuntimeClass) {
+		fe.Add("runtime_class", "%q is not a valid RuntimeClass name (lowercase letters, digits, - and ., at most 253)", c.RuntimeClass)
 	}
 	// Kubernetes itself requires the quantity syntax config.Resources
 	// checks, so a typo fails here instead of at the first deploy.

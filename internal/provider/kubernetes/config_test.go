@@ -54,6 +54,8 @@ func TestValidate(t *testing.T) {
 			c.Resources = config.Resources{CPULimit: "250m", MemoryLimit: "1.5Gi", MaxInstances: 3}
 		}, nil},
 		{"pull policy", func(c *Config) { c.GatewayPullPolicy = "never" }, []string{"gateway_pull_policy"}},
+		{"runtime class", func(c *Config) { c.RuntimeClass = "kata-qemu.v2" }, nil},
+		{"bad runtime class", func(c *Config) { c.RuntimeClass = "Kata" }, []string{"runtime_class"}},
 		{"empty namespace", func(c *Config) { c.Namespace = "" }, []string{"namespace"}},
 		{"long namespace", func(c *Config) { c.Namespace = string(make([]byte, 64)) }, []string{"namespace"}},
 		{"memory not a quantity", func(c *Config) { c.Resources.MemoryLimit = "8 GiB" }, []string{"resources.memory_limit"}},

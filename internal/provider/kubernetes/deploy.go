@@ -122,6 +122,7 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 			Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}
 	}
 	podSpec.ImagePullSecrets = pullSecrets(p.cfg.ImagePullSecrets)
+	podSpec.RuntimeClassName = p.runtimeClass(req.Package.Manifest)
 	template := podTemplateSpec{Metadata: objectMeta{Labels: labels}, Spec: podSpec}
 	// After the Secret (which the pod needs, and which marks a deploy
 	// begun), the rest is independent: applied concurrently, so deploy
@@ -189,6 +190,21 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 	}
 	p.log.Debug("deployed", "instance", req.InstanceID, "image", image)
 	return p.handleFor(req.InstanceID), nil
+}
+
+// runtimeClass is the RuntimeClass the instance's pods need: the remote's
+// runtime_class when the manifest asks for isolation = "vm", else none
+// (the cluster's default runtime). Whether the class exists is left to the
+// cluster: most tenants may not read RuntimeClasses, and the admission
+// controller's refusal, which Status reports, is the authoritative answer.
+func (p *Provider) runtimeClass(m blueprint.Manifest) string {
+	switch {
+	case !m.WantsVM():
+		return ""
+	case p.cfg.RuntimeClass == "":
+		return DefaultRuntimeClass
+	}
+	return p.cfg.RuntimeClass
 }
 
 func wrapIf(step string, err error) error {

@@ -240,3 +240,39 @@ func TestIntegrationGPU(t *testing.T) {
 	}
 	waitMessage(t, ctx, p, ref, provider.StateCreating, "nvidia.com/gpu")
 }
+
+// TestIntegrationIsolationWithoutRuntimeClass: a manifest asking for
+// isolation = "vm" gets the remote's RuntimeClass on its pod template. The
+// test cluster has no "kata" RuntimeClass, so the API server refuses the
+// pod, and Status says so as a failure naming the class, never running.
+func TestIntegrationIsolationWithoutRuntimeClass(t *testing.T) {
+	e := requireKubernetes(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const remote = "k8s-iso"
+	p := newProvider(t, remote, e.config(0))
+
+	pkg := probePackage(e.image)
+	pkg.Manifest.Isolation = blueprint.IsolationVM
+	ref, err := deployT(t, ctx, p, remote, pkg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := e.contexts[0]
+	if got := e.kubectlOut(t, c.name, "-n", c.namespace, "get", "deployment", "bpm-"+ref.InstanceID,
+		"-o", "jsonpath={.spec.template.spec.runtimeClassName}"); got != kubernetes.DefaultRuntimeClass {
+		t.Errorf("pod template runtimeClassName = %q, want %q", got, kubernetes.DefaultRuntimeClass)
+	}
+	waitMessage(t, ctx, p, ref, provider.StateFailed, `runtime class "kata" does not exist on the cluster`)
+
+	// Without isolation the same package gets no RuntimeClass at all (the
+	// cluster's default runtime).
+	plain, err := deployT(t, ctx, p, remote, probePackage(e.image))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.kubectlOut(t, c.name, "-n", c.namespace, "get", "deployment", "bpm-"+plain.InstanceID,
+		"-o", "jsonpath={.spec.template.spec.runtimeClassName}"); got != "" {
+		t.Errorf("runtimeClassName without isolation = %q, want none", got)
+	}
+}

@@ -91,6 +91,7 @@ type podSpec struct {
 	NodeSelector                 map[string]string      `json:"nodeSelector,omitempty"`
 	Tolerations                  []toleration           `json:"tolerations,omitempty"`
 	ImagePullSecrets             []localObjectReference `json:"imagePullSecrets,omitempty"`
+	RuntimeClassName             string                 `json:"runtimeClassName,omitempty"`
 }
 
 type toleration struct {

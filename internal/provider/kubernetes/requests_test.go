@@ -53,6 +53,15 @@ func TestRequests(t *testing.T) {
 		Resources: blueprint.Resources{Memory: "128Mi", Storage: "1Gi"},
 		Ports:     []blueprint.Port{{Name: "db", Port: 5432}},
 	}}
+	// isolation = "vm": the pods get the remote's RuntimeClass.
+	isolated := &blueprint.Package{Manifest: blueprint.Manifest{
+		Name:      "isolated",
+		Isolation: blueprint.IsolationVM,
+		Sources:   []blueprint.Source{{Kind: blueprint.SourceContainer, Image: "iso:1"}},
+		Ports:     []blueprint.Port{{Name: "http", Port: 8080}},
+	}}
+	isolatedStorage := &blueprint.Package{Manifest: withStorage.Manifest}
+	isolatedStorage.Manifest.Isolation = blueprint.IsolationVM
 	ref := provider.Ref{InstanceID: "0a1b2c3d", Remote: "gke"}
 	full := func() *Config {
 		c := NewConfig()
@@ -82,6 +91,8 @@ func TestRequests(t *testing.T) {
 		{name: "deploy", cfg: full, run: deploy(pkg), sorted: true},
 		{name: "deploy-bare", cfg: NewConfig, run: deploy(bare), sorted: true},
 		{name: "deploy-storage", cfg: func() *Config { c := NewConfig(); c.Resources.MaxInstances = 2; return c }, run: deploy(withStorage), sorted: true},
+		{name: "deploy-isolated", cfg: NewConfig, run: deploy(isolated), sorted: true},
+		{name: "deploy-isolated-storage", cfg: func() *Config { c := NewConfig(); c.RuntimeClass = "kata-fc"; return c }, run: deploy(isolatedStorage), sorted: true},
 		{name: "tunnel", cfg: func() *Config {
 			c := full()
 			c.GatewayImage, c.GatewayPullPolicy = "gw:dev", "Never"

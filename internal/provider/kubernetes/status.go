@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,6 +54,13 @@ func (p *Provider) Status(ctx context.Context, ref provider.Ref) (provider.Statu
 		// an event.
 		w.failure = p.failedCreate(ctx, ns, name)
 	}
+	if pod != nil && pod.Status.Phase == corev1.PodPending && pod.Spec.RuntimeClassName != nil && !sandboxReady(pod) {
+		// A RuntimeClass whose handler the node's runtime lacks fails in
+		// the kubelet, after admission, and shows only as an event on the
+		// pod. Looked for only with a RuntimeClass, so every other status
+		// poll costs no extra request.
+		w.sandboxFailure = p.latestEvent(ctx, ns, pod.Name, "FailedCreatePodSandBox")
+	}
 	st := workloadStatus(w, pod)
 	if st.State == provider.StateRunning {
 		var svc corev1.Service
@@ -62,6 +70,17 @@ func (p *Provider) Status(ctx context.Context, ref provider.Ref) (provider.Statu
 		}
 	}
 	return st, nil
+}
+
+// sandboxReady reports whether the kubelet has created the pod's sandbox,
+// after which an earlier FailedCreatePodSandBox event is history.
+func sandboxReady(pod *corev1.Pod) bool {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReadyToStartContainers && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
 }
 
 // newestPod is the pod that matters: during a restart the old one may still
@@ -94,6 +113,9 @@ type workload struct {
 	// failure is why the controller could not create the pod, if it
 	// could not.
 	failure string
+	// sandboxFailure is why the kubelet could not create the pod's
+	// sandbox, if it could not.
+	sandboxFailure string
 }
 
 func deploymentWorkload(dep *appsv1.Deployment) workload {
@@ -127,9 +149,15 @@ func (p *Provider) getWorkload(ctx context.Context, ns, name string) (workload, 
 // failedCreate is the latest FailedCreate event's message for the named
 // controller, or "".
 func (p *Provider) failedCreate(ctx context.Context, ns, name string) string {
+	return p.latestEvent(ctx, ns, name, "FailedCreate")
+}
+
+// latestEvent is the message of the latest event with reason about the
+// named object, or "".
+func (p *Provider) latestEvent(ctx context.Context, ns, name, reason string) string {
 	var evs corev1.EventList
 	err := p.api.events(ns).list(ctx, metav1.ListOptions{
-		FieldSelector: "involvedObject.name=" + name + ",reason=FailedCreate"}, &evs)
+		FieldSelector: "involvedObject.name=" + name + ",reason=" + reason}, &evs)
 	if err != nil || len(evs.Items) == 0 {
 		return ""
 	}
@@ -139,6 +167,11 @@ func (p *Provider) failedCreate(ctx context.Context, ns, name string) string {
 	return last.Message
 }
 
+// runtimeClassNotFound is how the API server's RuntimeClass admission
+// plugin refuses a pod naming a RuntimeClass that does not exist:
+// `pods "x-" is forbidden: pod rejected: RuntimeClass "kata" not found`.
+var runtimeClassNotFound = regexp.MustCompile(`RuntimeClass "([^"]*)" not found`)
+
 // createRetryGrace is how long a pod may fail to have its container
 // created before its instance counts as failed.
 const createRetryGrace = time.Minute
@@ -147,10 +180,16 @@ func workloadStatus(w workload, pod *corev1.Pod) provider.Status {
 	st := provider.Status{State: provider.StateCreating, Since: w.created.Time}
 	// The controller could not create the pod: quota or admission.
 	if w.failure != "" {
-		if strings.Contains(w.failure, "exceeded quota") {
-			st.State, st.Message = provider.StateFailed, "quota exceeded: "+w.failure
+		st.State = provider.StateFailed
+		if m := runtimeClassNotFound.FindStringSubmatch(w.failure); m != nil {
+			// The RuntimeClass admission plugin refuses the pod; the
+			// controller retries for ever, and only a cluster change helps.
+			st.Message = fmt.Sprintf("runtime class %q does not exist on the cluster: the manifest's isolation = \"vm\" needs it "+
+				"(install Kata Containers, or set the remote's runtime_class to a RuntimeClass that exists): %s", m[1], w.failure)
+		} else if strings.Contains(w.failure, "exceeded quota") {
+			st.Message = "quota exceeded: " + w.failure
 		} else {
-			st.State, st.Message = provider.StateFailed, "cannot create the pod: "+w.failure
+			st.Message = "cannot create the pod: " + w.failure
 		}
 		return st
 	}
@@ -193,6 +232,20 @@ func workloadStatus(w workload, pod *corev1.Pod) provider.Status {
 			st.State, st.Message = provider.StateCreating, "unschedulable: "+c.Message
 			return st
 		}
+	}
+	if w.sandboxFailure != "" {
+		rc := ""
+		if pod.Spec.RuntimeClassName != nil {
+			rc = *pod.Spec.RuntimeClassName
+		}
+		// Like CreateContainerError, the kubelet retries, so only a
+		// failure that outlasts createRetryGrace is final.
+		if time.Since(pod.CreationTimestamp.Time) < createRetryGrace {
+			st.State, st.Message = provider.StateCreating, fmt.Sprintf("sandbox not created yet with runtime class %q (the kubelet retries): %s", rc, w.sandboxFailure)
+		} else {
+			st.State, st.Message = provider.StateFailed, fmt.Sprintf("the node cannot run runtime class %q (is its handler, such as Kata Containers, installed there?): %s", rc, w.sandboxFailure)
+		}
+		return st
 	}
 	if pod.Status.Phase == corev1.PodFailed {
 		st.State, st.Message = provider.StateFailed, "pod failed: "+pod.Status.Message

@@ -33,6 +33,12 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 	if err := checkID(req.InstanceID); err != nil {
 		return nil, fmt.Errorf("local: deploy: %w", err)
 	}
+	if req.Package != nil && req.Package.Manifest.WantsVM() {
+		// Refused, not run with less than asked: a local instance is a
+		// process sharing this machine's kernel.
+		return nil, fmt.Errorf("local: deploy %s: the manifest's isolation = %q cannot be given locally (instances are processes on this machine): %w",
+			req.InstanceID, req.Package.Manifest.Isolation, provider.ErrUnsupported)
+	}
 	h, err := p.deploy(ctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("local: deploy %s: %w", req.InstanceID, err)

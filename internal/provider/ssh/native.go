@@ -61,6 +61,12 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 	if err := checkID(req.InstanceID); err != nil {
 		return nil, fmt.Errorf("ssh: deploy: %w", err)
 	}
+	if req.Package != nil && req.Package.Manifest.WantsVM() {
+		// Refused before a host is chosen, not run with less than asked:
+		// both runtimes share the host's kernel.
+		return nil, fmt.Errorf("ssh: deploy %s: the manifest's isolation = %q cannot be given on an ssh remote (instances are processes or containers on the host): %w",
+			req.InstanceID, req.Package.Manifest.Isolation, provider.ErrUnsupported)
+	}
 	unlock := p.lock(req.InstanceID)
 	defer unlock()
 	if p.dockerRuntime() {
