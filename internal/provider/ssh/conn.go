@@ -45,6 +45,14 @@ type hostConn struct {
 	sftp   *sftp.Client
 	home   string // the login user's home, absolute, from SFTP
 	dead   chan struct{}
+
+	// factsMu guards what is asked of the host once per connection: its
+	// platform and CPU count cannot change while the connection lasts (a
+	// reboot drops it), and asking on every deploy cost an exec session,
+	// a shell on the host and a few milliseconds, each time.
+	factsMu sync.Mutex
+	plat    Platform
+	cpus    int
 }
 
 func (c *hostConn) connected() bool {

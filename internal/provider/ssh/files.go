@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -173,13 +174,43 @@ func randHex(n int) string {
 
 func hostPlatform() Platform { return Platform{OS: runtime.GOOS, Arch: runtime.GOARCH} }
 
-// platform asks the host what it is, so the right binaries go up.
+// platform asks the host what it is, so the right binaries go up; once per
+// connection.
 func (c *hostConn) platform(ctx context.Context) (Platform, error) {
+	c.factsMu.Lock()
+	defer c.factsMu.Unlock()
+	if c.plat != (Platform{}) {
+		return c.plat, nil
+	}
 	out, err := c.run(ctx, command("uname", "-sm"))
 	if err != nil {
 		return Platform{}, err
 	}
-	return parseUname(out)
+	pl, err := parseUname(out)
+	if err == nil {
+		c.plat = pl
+	}
+	return pl, err
+}
+
+// cpuCount is the number of CPUs the login session may use (nproc honours
+// affinity and cgroup limits); once per connection.
+func (c *hostConn) cpuCount(ctx context.Context) (int, error) {
+	c.factsMu.Lock()
+	defer c.factsMu.Unlock()
+	if c.cpus > 0 {
+		return c.cpus, nil
+	}
+	out, err := c.run(ctx, command("nproc"))
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("ssh: %s: nproc: %q", c.addr, out)
+	}
+	c.cpus = n
+	return n, nil
 }
 
 func parseUname(out string) (Platform, error) {

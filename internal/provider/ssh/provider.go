@@ -75,11 +75,6 @@ type Provider struct {
 	// (and check) this executable.
 	gatewayBinary string
 
-	// placeMu serialises placement decisions (not the deploys they admit),
-	// so two concurrent deploys cannot both take the last slot under
-	// max_instances.
-	placeMu sync.Mutex
-
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
 	// sums caches local files' sha256 by path, size and mtime: hashing the
@@ -89,6 +84,16 @@ type Provider struct {
 	// until its deploy returns: placement counts it there before the host
 	// can show it, so concurrent deploys spread and respect the cap.
 	placing map[string]string
+	// placed logs placements (numbered by placeSeq) that a placement
+	// still waiting for the hosts' answers may not see in them: each
+	// counts those made after its round of queries began. queries counts
+	// the placements waiting on a round begun at each number, so the log
+	// keeps only what one of them needs.
+	placeSeq uint64
+	placed   []placement
+	queries  map[uint64]int
+	// query is the round of host queries placements in progress share.
+	query *loadQuery
 	// engines are the docker runtime's per-host Docker providers, each
 	// reaching its host's engine socket through that host's connection.
 	engines map[string]*docker.Provider
@@ -168,6 +173,7 @@ func New(cfg *Config, opts Options) (*Provider, error) {
 		locks:         map[string]*sync.Mutex{},
 		sums:          map[string]fileSum{},
 		placing:       map[string]string{},
+		queries:       map[uint64]int{},
 		engines:       map[string]*docker.Provider{},
 	}, nil
 }
@@ -244,16 +250,15 @@ func (p *Provider) Resources(ctx context.Context) (provider.Resources, error) {
 	var r provider.Resources
 	var errs []error
 	total := 0
-	for _, h := range p.hosts {
-		hr, ids, err := p.hostLoad(ctx, h)
-		if err != nil {
-			p.logger.Warn("host unreachable; skipped", "host", h, "err", err)
-			errs = append(errs, err)
+	for _, l := range p.hostLoads(ctx) {
+		if l.err != nil {
+			p.logger.Warn("host unreachable; skipped", "host", l.addr, "err", l.err)
+			errs = append(errs, l.err)
 			continue
 		}
-		r.CPUMillis += hr.CPUMillis
-		r.MemoryBytes += hr.MemoryBytes
-		total += len(ids)
+		r.CPUMillis += l.res.CPUMillis
+		r.MemoryBytes += l.res.MemoryBytes
+		total += len(l.ids)
 	}
 	if len(errs) == len(p.hosts) {
 		return r, fmt.Errorf("ssh: resources: no host reachable: %w", errors.Join(errs...))
@@ -263,6 +268,33 @@ func (p *Provider) Resources(ctx context.Context) (provider.Resources, error) {
 		r.Instances = max(p.cfg.MaxInstances-total, 0)
 	}
 	return r, nil
+}
+
+// hostLoadResult is one host's answer to hostLoad.
+type hostLoadResult struct {
+	addr string
+	res  provider.Resources
+	ids  []string
+	err  error
+}
+
+// hostLoads asks every host for its load at once, answers in config order.
+// Placement is serialised, so a deploy waits for the placements before it:
+// asking the hosts one after another made each wait for the sum of every
+// host's answer (and three deploys at once for three times that), instead
+// of for the slowest host, and an unreachable host's dial timeout now runs
+// beside the others rather than before them.
+func (p *Provider) hostLoads(ctx context.Context) []hostLoadResult {
+	out := make([]hostLoadResult, len(p.hosts))
+	var wg sync.WaitGroup
+	for i, a := range p.hosts {
+		wg.Go(func() {
+			r, ids, err := p.hostLoad(ctx, a)
+			out[i] = hostLoadResult{addr: a, res: r, ids: ids, err: err}
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // hostLoad reports one host's CPUs and memory and the ids of the bpm
@@ -281,20 +313,17 @@ func (p *Provider) hostResources(ctx context.Context, addr string) (provider.Res
 	if err != nil {
 		return provider.Resources{}, nil, err
 	}
-	out, err := c.run(ctx, command("nproc"))
+	cpus, err := c.cpuCount(ctx)
 	if err != nil {
 		return provider.Resources{}, nil, err
-	}
-	cpus, err := strconv.Atoi(strings.TrimSpace(out))
-	if err != nil {
-		return provider.Resources{}, nil, fmt.Errorf("ssh: %s: nproc: %q", addr, out)
 	}
 	mi, err := c.readFile("/proc/meminfo", 1<<16)
 	if err != nil {
 		return provider.Resources{}, nil, err
 	}
 	mem := memAvailable(string(mi))
-	owned, err := p.listHost(ctx, c)
+	// Placement needs who is there, not how each is doing: no state.
+	owned, err := p.listHost(ctx, c, false)
 	if err != nil {
 		return provider.Resources{}, nil, err
 	}

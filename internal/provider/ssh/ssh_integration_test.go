@@ -27,7 +27,7 @@ import (
 
 // bpmBinary is what runs `supervise` on the hosts: $BPM_TEST_SSH_BPM (a
 // built bpm) when set, else this test binary (see TestMain).
-func bpmBinary(t *testing.T) string {
+func bpmBinary(t testing.TB) string {
 	if b := os.Getenv("BPM_TEST_SSH_BPM"); b != "" {
 		return b
 	}
@@ -53,8 +53,14 @@ func testConfig(env *testenv.Env, hosts ...string) *Config {
 
 // newTestProvider builds a provider whose service binary is this test
 // binary (see TestMain). baseDir keeps test runs apart from each other.
-func newTestProvider(t *testing.T, cfg *Config) *Provider {
+func newTestProvider(t testing.TB, cfg *Config) *Provider {
 	t.Helper()
+	// Benchmarks print every log line with their results: keep only what
+	// is wrong.
+	level := slog.LevelDebug
+	if _, ok := t.(*testing.B); ok {
+		level = slog.LevelWarn
+	}
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +72,7 @@ func newTestProvider(t *testing.T, cfg *Config) *Provider {
 		Executable: func(context.Context, *blueprint.Package, Platform) (string, []string, error) {
 			return self, nil, nil
 		},
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level})),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +87,7 @@ func newTestProvider(t *testing.T, cfg *Config) *Provider {
 	return p
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(b)))
@@ -93,7 +99,7 @@ func randPort() int {
 	return 30000 + int(n.Int64())
 }
 
-func testPackage(t *testing.T, env ...string) *blueprint.Package {
+func testPackage(t testing.TB, env ...string) *blueprint.Package {
 	port := randPort()
 	m := blueprint.Manifest{
 		Name:    "bpm-test",
