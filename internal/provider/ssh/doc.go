@@ -48,6 +48,11 @@
 // together, and do not queue behind each other's queries. A host's
 // platform and CPU count are asked once per connection.
 //
+// An instance that no reachable host holds while some host cannot be
+// reached is ErrUnavailable, not ErrNotFound, in both runtimes (for its
+// status, its logs, its termination): it may run on that host, and the
+// manager reads ErrNotFound as gone.
+//
 // Speed (issue 7) is measured by the BenchmarkIntegrationSSH* benchmarks,
 // each beside a baseline of the system OpenSSH client in the same run:
 // scripts/bench --remote prints them.

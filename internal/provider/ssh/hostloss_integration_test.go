@@ -198,3 +198,69 @@ func TestIntegrationHostLostMidDeploy(t *testing.T) {
 		})
 	}
 }
+
+// TestIntegrationStatusWhileHostUnreachable: an instance on a host that
+// cannot be reached is not known to be gone. Its status and its
+// termination fail with ErrUnavailable, never ErrNotFound (which the
+// manager reads as "gone" and would mark a live instance terminated), and
+// with the host back it is found running.
+func TestIntegrationStatusWhileHostUnreachable(t *testing.T) {
+	env := testenv.Require(t, "ssh")
+	if len(env.SSH.Hosts) < 3 {
+		t.Fatalf("need three test hosts, have %v", env.SSH.Hosts)
+	}
+	hosts := []string{addrOf(env.SSH.Hosts[1]), addrOf(env.SSH.Hosts[2])}
+	p := newTestProvider(t, testConfig(env, hosts...))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	// Two instances: placement puts one on each host.
+	refs := map[string]provider.Ref{}
+	for range 2 {
+		pkg := testPackage(t)
+		req := provider.DeployRequest{InstanceID: providertest.NewInstanceID(), Remote: "homelab", Package: pkg, Env: pkg.Manifest.Env}
+		h, err := p.Deploy(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := provider.Ref{InstanceID: req.InstanceID, Remote: "homelab", Handle: h}
+		t.Cleanup(func() { p.Terminate(context.Background(), ref) })
+		hd, _ := decodeHandle(h)
+		refs[hd.Host] = ref
+		waitRunning(ctx, t, p, ref)
+	}
+	if len(refs) != 2 {
+		t.Fatalf("two instances went to %d host(s), want one each", len(refs))
+	}
+	cut := hosts[1]
+	onCut, onOther := refs[cut], refs[hosts[0]]
+	restore := cutHost(t, cut, "reset")
+
+	// With its handle, without it (a lost handle makes find search every
+	// host), and for an id no host has: none may read as not found.
+	for name, ref := range map[string]provider.Ref{
+		"handle":    onCut,
+		"no handle": {InstanceID: onCut.InstanceID, Remote: "homelab"},
+		"unknown":   {InstanceID: providertest.NewInstanceID(), Remote: "homelab"},
+	} {
+		_, err := p.Status(ctx, ref)
+		if !errors.Is(err, provider.ErrUnavailable) || errors.Is(err, provider.ErrNotFound) {
+			t.Errorf("status (%s) with %s cut: %v; want ErrUnavailable and not ErrNotFound", name, cut, err)
+		}
+	}
+	if err := p.Terminate(ctx, provider.Ref{InstanceID: onCut.InstanceID, Remote: "homelab"}); !errors.Is(err, provider.ErrUnavailable) {
+		t.Errorf("terminate with %s cut: %v; want ErrUnavailable (it may run there)", cut, err)
+	}
+	// The reachable host's instance is unaffected.
+	if st, err := p.Status(ctx, provider.Ref{InstanceID: onOther.InstanceID, Remote: "homelab"}); err != nil || st.State != provider.StateRunning {
+		t.Errorf("status of the instance on %s: %+v %v; want running", hosts[0], st, err)
+	}
+
+	restore()
+	if st, err := p.Status(ctx, onCut); err != nil || st.State != provider.StateRunning {
+		t.Errorf("status after %s is back: %+v %v; want running", cut, st, err)
+	}
+	if _, err := p.Status(ctx, provider.Ref{InstanceID: providertest.NewInstanceID(), Remote: "homelab"}); !errors.Is(err, provider.ErrNotFound) {
+		t.Errorf("status of an unknown instance with every host reachable: %v; want ErrNotFound", err)
+	}
+}

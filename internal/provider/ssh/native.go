@@ -462,7 +462,10 @@ func (p *Provider) supervisorOf(c *hostConn, dir string, h handle) (int, uint64,
 }
 
 // find locates an instance: on the host its handle names, else on every
-// reachable host in turn.
+// reachable host in turn. Not found while some host could not be asked is
+// an *errUnreached (ErrUnavailable), not ErrNotFound: the instance may run
+// there, and the manager must not read it as gone (as for the docker
+// runtime).
 func (p *Provider) find(ctx context.Context, ref provider.Ref) (*hostConn, string, handle, error) {
 	if err := checkID(ref.InstanceID); err != nil {
 		return nil, "", handle{}, err
@@ -471,12 +474,8 @@ func (p *Provider) find(ctx context.Context, ref provider.Ref) (*hostConn, strin
 	if err != nil {
 		return nil, "", handle{}, err
 	}
-	hosts := p.hosts
-	if h.Host != "" && slices.Contains(p.hosts, h.Host) {
-		hosts = append([]string{h.Host}, slices.DeleteFunc(slices.Clone(p.hosts), func(s string) bool { return s == h.Host })...)
-	}
 	var errs []error
-	for _, addr := range hosts {
+	for _, addr := range p.hostOrder(h) {
 		c, err := p.pool.get(ctx, addr)
 		if err != nil {
 			errs = append(errs, err)
@@ -487,10 +486,14 @@ func (p *Provider) find(ctx context.Context, ref provider.Ref) (*hostConn, strin
 		if err == nil && m.Host == addr {
 			return c, dir, h, nil
 		}
+		// Only "no such file" says it is not there; a connection that
+		// failed under the read says nothing.
+		if err != nil && !isNotExist(err) {
+			errs = append(errs, fmt.Errorf("%s: %w", addr, c.lost(err)))
+		}
 	}
 	if len(errs) > 0 {
-		// Not found on the hosts we reached; it may be on one we did not.
-		return nil, "", h, fmt.Errorf("instance %s: %w (unreachable: %w)", ref.InstanceID, provider.ErrNotFound, errors.Join(errs...))
+		return nil, "", h, &errUnreached{id: ref.InstanceID, err: errors.Join(errs...)}
 	}
 	return nil, "", h, fmt.Errorf("instance %s: %w", ref.InstanceID, provider.ErrNotFound)
 }
@@ -602,8 +605,8 @@ func (p *Provider) Terminate(ctx context.Context, ref provider.Ref) error {
 		return p.terminateContainer(ctx, ref)
 	}
 	c, dir, h, err := p.find(ctx, ref)
-	if errors.Is(err, provider.ErrNotFound) && !strings.Contains(err.Error(), "unreachable") {
-		return nil
+	if errors.Is(err, provider.ErrNotFound) {
+		return nil // on no host, and every host answered
 	}
 	if err != nil {
 		return fmt.Errorf("ssh: terminate: %w", err)
