@@ -53,6 +53,9 @@ type hostConn struct {
 	factsMu sync.Mutex
 	plat    Platform
 	cpus    int
+	// systemd is whether the host runs systemd with a user manager the
+	// login user reaches; systemdKnown says it was asked.
+	systemd, systemdKnown bool
 }
 
 func (c *hostConn) connected() bool {

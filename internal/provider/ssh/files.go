@@ -245,3 +245,33 @@ func parseUname(out string) (Platform, error) {
 	}
 	return pl, nil
 }
+
+// hasSystemd detects, once per connection, whether the host could run
+// instances as systemd user units: systemd is PID 1 (sd_booted(3)'s test,
+// /run/systemd/system exists only then; an installed systemctl proves
+// nothing, containers and minimal hosts ship one without systemd) and the
+// login user's manager answers (without lingering or a session there is
+// none). fresh is true when this call asked the host. Only detected: every
+// host runs instances under `bpm supervise` (see doc.go).
+func (c *hostConn) hasSystemd(ctx context.Context) (has, fresh bool, err error) {
+	c.factsMu.Lock()
+	defer c.factsMu.Unlock()
+	if c.systemdKnown {
+		return c.systemd, false, nil
+	}
+	_, err = c.sftp.Stat("/run/systemd/system")
+	switch {
+	case isNotExist(err):
+	case err != nil:
+		return false, false, err
+	default:
+		_, err = c.run(ctx, command("systemctl", "--user", "show-environment"))
+		var re *RemoteError
+		if err != nil && !errors.As(err, &re) {
+			return false, false, err // the host did not answer: unknown
+		}
+		has = err == nil
+	}
+	c.systemd, c.systemdKnown = has, true
+	return has, true, nil
+}

@@ -245,6 +245,7 @@ func (p *Provider) deployOn(ctx context.Context, c *hostConn, req provider.Deplo
 	if pl != p.opts.BinaryPlatform {
 		return nil, fmt.Errorf("host is %s but the bpm binary is built for %s", pl, p.opts.BinaryPlatform)
 	}
+	p.noteSystemd(ctx, c)
 	base := p.base(c)
 	bpmBin, err := p.installBinary(ctx, c, p.opts.Binary, path.Join(base, "bin"), "bpm-")
 	if err != nil {
@@ -324,6 +325,22 @@ func (p *Provider) deployOn(ctx context.Context, c *hostConn, req provider.Deplo
 	}
 	log.Info("deployed", "supervisor_pid", h.SupervisorPID, "took", time.Since(started))
 	return h.encode(), nil
+}
+
+// noteSystemd logs, once per connection, whether the host could run
+// instances as systemd user units. Issue 7 allows units where systemd is
+// found; bpm does not manage them yet (nothing here could test them), so
+// this only reports, and a failed detection never fails a deploy.
+func (p *Provider) noteSystemd(ctx context.Context, c *hostConn) {
+	has, fresh, err := c.hasSystemd(ctx)
+	switch {
+	case err != nil:
+		p.logger.Debug("systemd detection failed", "host", c.addr, "err", err)
+	case fresh && has:
+		p.logger.Info("host runs systemd with a user manager; instances still run under bpm supervise", "host", c.addr)
+	case fresh:
+		p.logger.Debug("host has no systemd user manager; instances run under bpm supervise", "host", c.addr)
+	}
 }
 
 // startSupervisorWith starts `bpm supervise --dir DIR` on the host.

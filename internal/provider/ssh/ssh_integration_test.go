@@ -283,3 +283,33 @@ func TestIntegrationHostileInput(t *testing.T) {
 		t.Fatalf("marker %s exists locally", marker)
 	}
 }
+
+// TestIntegrationSystemdDetection: the test hosts have systemctl installed
+// but systemd is not PID 1, which is what detection must see (it must not
+// assume from the binary), once per connection, and a deploy reports it.
+func TestIntegrationSystemdDetection(t *testing.T) {
+	env := testenv.Require(t, "ssh")
+	ctx := context.Background()
+	p := newTestProvider(t, testConfig(env, env.SSH.Hosts[0]))
+	c, err := p.pool.get(ctx, p.hosts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.sftp.Stat("/run/systemd/system"); err == nil {
+		t.Skip("this test host runs systemd; the test expects one that does not")
+	}
+	has, fresh, err := c.hasSystemd(ctx)
+	if err != nil || has || !fresh {
+		t.Fatalf("first detection: has %v, fresh %v, err %v; want false, true, nil", has, fresh, err)
+	}
+	if has, fresh, err := c.hasSystemd(ctx); err != nil || has || fresh {
+		t.Errorf("second detection: has %v, fresh %v, err %v; want the cached false", has, fresh, err)
+	}
+	var logs syncBuffer
+	p.logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	c.systemdKnown = false
+	p.noteSystemd(ctx, c)
+	if !strings.Contains(logs.String(), "no systemd user manager") {
+		t.Errorf("no log line reporting the detection; log:\n%s", logs.String())
+	}
+}
