@@ -28,8 +28,11 @@ type DeployRequest struct {
 
 // Instance is an instance as the API reports it. It never carries secrets.
 type Instance struct {
-	ID           string     `json:"id" yaml:"id"`
-	Remote       string     `json:"remote" yaml:"remote"`
+	ID     string `json:"id" yaml:"id"`
+	Remote string `json:"remote" yaml:"remote"`
+	// Site is which of the remote's gateways the instance sits behind
+	// (an SSH host); empty for the remote's only one.
+	Site         string     `json:"site,omitempty" yaml:"site,omitempty"`
 	Provider     string     `json:"provider" yaml:"provider"`
 	Blueprint    string     `json:"blueprint" yaml:"blueprint"`
 	BlueprintID  uint64     `json:"blueprint_id" yaml:"blueprint_id"`

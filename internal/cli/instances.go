@@ -273,6 +273,9 @@ func newStatusCommand(g *globals) *cobra.Command {
 			return out.print(g.streams.Out, d, func(tw *tabwriter.Writer) {
 				row(tw, "Instance:", d.ID)
 				row(tw, "Remote:", d.Remote+" ("+d.Provider+")")
+				if d.Site != "" {
+					row(tw, "Site:", d.Site)
+				}
 				row(tw, "Blueprint:", fmt.Sprintf("%s (blueprint id %d, service id %d)", d.Blueprint, d.BlueprintID, d.ServiceID))
 				row(tw, "Package:", d.Package)
 				row(tw, "State:", d.State)

@@ -198,7 +198,7 @@ func (m *Manager) peerRemotes(ctx context.Context) ([]string, error) {
 	want := map[string]bool{}
 	for _, in := range m.cache.matching(state.Filter{}) {
 		if in.Remote != LocalRemote {
-			want[in.Remote] = true
+			want[provider.PeerName(in.Remote, in.Site)] = true
 		}
 	}
 	ex, err := m.exported(ctx)
@@ -210,7 +210,7 @@ func (m *Manager) peerRemotes(ctx context.Context) ([]string, error) {
 	}
 	out := make([]string, 0, len(want))
 	for n := range want {
-		if _, ok := m.cfg.Remotes[n]; !ok {
+		if remote, _ := provider.SplitPeerName(n); m.cfg.Remotes[remote] == nil {
 			m.log.Warn("tunnel: remote has instances or an exported peer but is not configured; it gets no peer", "remote", n)
 			continue
 		}
@@ -253,29 +253,33 @@ func (m *Manager) reconcilePeers(ctx context.Context) error {
 	return nil
 }
 
-// peerLocked builds remote's peer, allocating its tunnel address and
-// resolving its key on first use. Callers hold hubState.mu.
-func (m *Manager) peerLocked(ctx context.Context, remote string) (tunnel.Peer, error) {
-	addr, err := m.hubs.alloc.Allocate(ctx, remote)
+// peerLocked builds a peer (a remote, or a remote's site: PeerName),
+// allocating its tunnel address and resolving its key on first use.
+// Callers hold hubState.mu.
+func (m *Manager) peerLocked(ctx context.Context, peer string) (tunnel.Peer, error) {
+	addr, err := m.hubs.alloc.Allocate(ctx, peer)
 	if err != nil {
 		return tunnel.Peer{}, err
 	}
-	key, err := m.spokeKeyLocked(remote)
+	key, err := m.spokeKeyLocked(peer)
 	if err != nil {
 		return tunnel.Peer{}, err
 	}
-	return tunnel.Peer{Name: remote, PublicKey: key.Public(), Address: addr}, nil
+	return tunnel.Peer{Name: peer, PublicKey: key.Public(), Address: addr}, nil
 }
 
-// spokeKeyLocked returns remote's gateway key: the operator's
-// [remote.NAME.tunnel] private_key when set, else one generated once and
-// kept in the keystore. Callers hold hubState.mu.
-func (m *Manager) spokeKeyLocked(remote string) (tunnel.PrivateKey, error) {
+// spokeKeyLocked returns a peer's gateway key: for a remote's only
+// gateway the operator's [remote.NAME.tunnel] private_key when set, else
+// (and for every site of a Sited remote, which cannot share one key) one
+// generated once and kept in the keystore under the peer's name. Callers
+// hold hubState.mu.
+func (m *Manager) spokeKeyLocked(peer string) (tunnel.PrivateKey, error) {
+	remote, site := provider.SplitPeerName(peer)
 	rc, ok := m.cfg.Remotes[remote]
 	if !ok {
 		return tunnel.PrivateKey{}, fmt.Errorf("remote %q: %w in config", remote, provider.ErrNotFound)
 	}
-	if t, ok := remoteTunnel(rc); ok && t.PrivateKey != "" {
+	if t, ok := remoteTunnel(rc); ok && t.PrivateKey != "" && site == "" {
 		k, err := tunnel.ParsePrivateKey(t.PrivateKey.Reveal())
 		if err != nil {
 			return tunnel.PrivateKey{}, fmt.Errorf("remote %q: tunnel.private_key: %w", remote, err)
@@ -286,9 +290,9 @@ func (m *Manager) spokeKeyLocked(remote string) (tunnel.PrivateKey, error) {
 	if err != nil {
 		return tunnel.PrivateKey{}, fmt.Errorf("remote %q: %w", remote, err)
 	}
-	k, err := keyFromKeystore(ks, remoteKeyName(remote))
+	k, err := keyFromKeystore(ks, remoteKeyName(peer))
 	if err != nil {
-		return tunnel.PrivateKey{}, fmt.Errorf("remote %q: %w", remote, err)
+		return tunnel.PrivateKey{}, fmt.Errorf("remote %q: %w", peer, err)
 	}
 	return k, nil
 }
@@ -503,20 +507,21 @@ func (m *Manager) closeHub() {
 // tunnelSpec is what a remote's provider needs to run its gateway: the
 // hub's coordinates and the remote's own key and tunnel address (the same
 // ones `bpm tunnel export-peer` writes). The hub must be running.
-func (m *Manager) tunnelSpec(ctx context.Context, remote string) (provider.TunnelSpec, error) {
+func (m *Manager) tunnelSpec(ctx context.Context, remote, site string) (provider.TunnelSpec, error) {
 	m.hubs.mu.Lock()
 	defer m.hubs.mu.Unlock()
+	peer := provider.PeerName(remote, site)
 	h := m.hubs.hub
 	if h == nil {
-		return provider.TunnelSpec{}, fmt.Errorf("tunnel spec for %s: the hub is not running", remote)
+		return provider.TunnelSpec{}, fmt.Errorf("tunnel spec for %s: the hub is not running", peer)
 	}
-	addr, err := m.hubs.alloc.Allocate(ctx, remote)
+	addr, err := m.hubs.alloc.Allocate(ctx, peer)
 	if err != nil {
-		return provider.TunnelSpec{}, fmt.Errorf("tunnel spec for %s: %w", remote, err)
+		return provider.TunnelSpec{}, fmt.Errorf("tunnel spec for %s: %w", peer, err)
 	}
-	key, err := m.spokeKeyLocked(remote)
+	key, err := m.spokeKeyLocked(peer)
 	if err != nil {
-		return provider.TunnelSpec{}, fmt.Errorf("tunnel spec for %s: %w", remote, err)
+		return provider.TunnelSpec{}, fmt.Errorf("tunnel spec for %s: %w", peer, err)
 	}
 	endpoint := h.Endpoint()
 	if rc, ok := m.cfg.Remotes[remote]; ok {
@@ -526,6 +531,7 @@ func (m *Manager) tunnelSpec(ctx context.Context, remote string) (provider.Tunne
 	}
 	return provider.TunnelSpec{
 		Remote:            remote,
+		Site:              site,
 		HubEndpoint:       endpoint,
 		HubPublicKey:      h.PublicKey().String(),
 		HubAddress:        h.Address().String(),

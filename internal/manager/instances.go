@@ -93,6 +93,37 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 	// finishing is better still.
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
 	defer cancel()
+	preq := provider.DeployRequest{
+		InstanceID:  inst.ID,
+		Remote:      remote,
+		BlueprintID: bid,
+		ServiceID:   sid,
+		Package:     pkg,
+	}
+	// A provider whose remote spans sites (SSH hosts) places the instance
+	// first: the site decides which gateway, and so which hub peer, it
+	// sits behind. Recorded before the tunnel, so the declarative peer set
+	// (and a manager restarted in between) includes it.
+	if sp, ok := p.(provider.Sited); ok {
+		site, err := sp.Place(dctx, preq)
+		if err == nil && site != "" && !provider.SiteRE.MatchString(site) {
+			err = fmt.Errorf("provider %s placed the instance at an invalid site %q", p.Type(), site)
+		}
+		if err == nil {
+			_, err = m.update(dctx, inst.ID, state.Update{Site: &site})
+		}
+		if err != nil {
+			log.Warn("deploy failed: placement", "err", err)
+			msg := err.Error()
+			st := provider.StateFailed
+			if _, uerr := m.update(dctx, inst.ID, state.Update{State: &st, Message: &msg}); uerr != nil {
+				log.Error("record failed deploy", "err", uerr)
+			}
+			return api.Instance{}, fmt.Errorf("deploy %s: %w", inst.ID, err)
+		}
+		preq.Site, inst.Site = site, site
+		log = log.With("site", site)
+	}
 	if remote != LocalRemote {
 		// The remote's peer must exist before its gateway can dial in. The
 		// intent row is already live, so the declarative peer set
@@ -103,7 +134,7 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 		err := m.reconcilePeers(dctx)
 		if err == nil {
 			var spec provider.TunnelSpec
-			if spec, err = m.tunnelSpec(dctx, remote); err == nil {
+			if spec, err = m.tunnelSpec(dctx, remote, preq.Site); err == nil {
 				if _, err = p.EstablishTunnel(dctx, spec); errors.Is(err, provider.ErrUnsupported) {
 					err = nil
 				}
@@ -139,20 +170,14 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 		// The tunnel transport (remotebridge.go): the endpoint is the
 		// gateway's, on the remote's host.
 		env["BRIDGE_SOCKET_PATH"] = path
-		if err := m.startRemoteBridge(dctx, inst.ID, remote, sid, path, exposeWait); err != nil {
+		if err := m.startRemoteBridge(dctx, inst.ID, provider.PeerName(remote, preq.Site), sid, path, exposeWait); err != nil {
 			log.Warn("bridge not started", "err", err)
 			m.store.AppendEvent(dctx, inst.ID, "bridge", "bridge not started; the service cannot register through it: "+err.Error())
 		}
 	}
 	m.setState(dctx, inst.ID, provider.StateCreating, "")
-	h, err := p.Deploy(dctx, provider.DeployRequest{
-		InstanceID:  inst.ID,
-		Remote:      remote,
-		BlueprintID: bid,
-		ServiceID:   sid,
-		Package:     pkg,
-		Env:         env,
-	})
+	preq.Env = env
+	h, err := p.Deploy(dctx, preq)
 	if err != nil {
 		m.stopBridge(dctx, inst.ID, false)
 		log.Warn("deploy failed", "err", err)
@@ -415,6 +440,7 @@ func instanceErr(id string, err error) error {
 func toAPI(in state.Instance) api.Instance {
 	return api.Instance{
 		ID:           in.ID,
+		Site:         in.Site,
 		Remote:       in.Remote,
 		Provider:     in.ProviderType,
 		Blueprint:    in.BlueprintName,

@@ -289,13 +289,13 @@ func (m *Manager) instanceHost(ctx context.Context, id, remote string) (string, 
 	}
 	addr := in.Address
 	if addr == "" {
-		p, err := m.providerFor(ctx, remote)
+		p, err := m.providerFor(ctx, in.Remote)
 		if err != nil {
 			return "", err
 		}
 		// Names derive from the instance id alone, so a provider finds the
 		// instance before its handle is recorded.
-		st, err := p.Status(ctx, provider.Ref{InstanceID: id, Remote: remote, Handle: in.Handle})
+		st, err := p.Status(ctx, provider.Ref{InstanceID: id, Remote: in.Remote, Handle: in.Handle})
 		if err != nil && !errors.Is(err, provider.ErrNotFound) {
 			return "", err
 		}
@@ -392,7 +392,7 @@ func (m *Manager) syncRemoteBridges(ctx context.Context) {
 		}
 		// No wait: the instances are running already, and a gateway that is
 		// not back yet must not hold up the manager's start.
-		if err := m.startRemoteBridge(ctx, in.ID, in.Remote, in.ServiceID, path, 0); err != nil {
+		if err := m.startRemoteBridge(ctx, in.ID, provider.PeerName(in.Remote, in.Site), in.ServiceID, path, 0); err != nil {
 			m.log.Warn("remote bridge not restored", "instance", in.ID, "err", err)
 		}
 	}

@@ -77,7 +77,7 @@ func routeFor(in state.Instance) *registry.Record {
 		InstanceID:  in.ID,
 	}
 	if in.Remote != LocalRemote {
-		rec.Transport, rec.Gateway = registry.TransportTunnel, in.Remote
+		rec.Transport, rec.Gateway = registry.TransportTunnel, provider.PeerName(in.Remote, in.Site)
 	}
 	return rec
 }

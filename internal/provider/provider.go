@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/bpm-project/bpm/internal/blueprint"
@@ -65,6 +67,9 @@ type DeployRequest struct {
 	// variables plus the manifest's env. Values may be secret; providers
 	// never log or print them.
 	Env map[string]string
+	// Site is where a Sited provider's Place put the instance; "" for
+	// providers with one gateway per remote.
+	Site string
 }
 
 // Handle is the provider's opaque record of a created instance, persisted by
@@ -116,7 +121,11 @@ type CostEstimate struct {
 // SFTP, a Docker env file), never on a command line or in a label, and
 // never logs it.
 type TunnelSpec struct {
-	Remote       string
+	Remote string
+	// Site is the gateway's site for a Sited provider ("" for the remote's
+	// only gateway): each site's gateway is its own hub peer, with its own
+	// key and tunnel address.
+	Site         string
 	HubEndpoint  string // host:port the gateway dials
 	HubPublicKey string // WireGuard base64
 	HubAddress   string // the hub's tunnel address, e.g. 10.77.0.1
@@ -184,6 +193,37 @@ type Provider interface {
 	// EstablishTunnel makes sure the remote's gateway exists and its tunnel
 	// is up. Providers with no tunnel (local) return ErrUnsupported.
 	EstablishTunnel(ctx context.Context, spec TunnelSpec) (TunnelInfo, error)
+}
+
+// Sited is implemented by providers whose remote spans several places that
+// cannot reach each other's instances — SSH hosts whose services bind to
+// loopback, regions — so each place ("site") runs its own gateway, as
+// DESIGN.md puts it: one gateway per cluster, Docker host, SSH host or
+// region. Place picks the site of a new instance before its tunnel is
+// established; Deploy then gets it in DeployRequest.Site and EstablishTunnel
+// in TunnelSpec.Site. A site name matches SiteRE.
+type Sited interface {
+	Place(ctx context.Context, req DeployRequest) (site string, err error)
+}
+
+// SiteRE is the spelling of a site name: short, lower case, safe in
+// keystore names, labels and paths.
+var SiteRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// PeerName is the hub peer (and route gateway) name of remote's site:
+// the remote's own name for its only gateway, "REMOTE.SITE" otherwise.
+// Remote names have no dots, so the two never collide.
+func PeerName(remote, site string) string {
+	if site == "" {
+		return remote
+	}
+	return remote + "." + site
+}
+
+// SplitPeerName undoes PeerName.
+func SplitPeerName(peer string) (remote, site string) {
+	remote, site, _ = strings.Cut(peer, ".")
+	return remote, site
 }
 
 // LogOptions selects what Logs returns.

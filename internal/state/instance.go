@@ -29,6 +29,10 @@ type Instance struct {
 	// clear text, so providers must not put secrets in it.
 	Handle       provider.Handle
 	Address      string // host:port where the instance answers, when known
+	// Site is which of its remote's gateways the instance sits behind (see
+	// provider.Sited); "" for the remote's only one. Set before the tunnel
+	// is established, and never changed after.
+	Site         string
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
 	TerminatedAt *time.Time // set once the instance reaches StateTerminated
@@ -40,6 +44,7 @@ type Update struct {
 	Message *string
 	Handle  *provider.Handle
 	Address *string
+	Site    *string
 }
 
 // Filter selects instances for ListInstances. The zero Filter lists every
@@ -90,7 +95,7 @@ func ValidInstanceID(id string) bool {
 }
 
 const instanceColumns = `id, remote, provider_type, blueprint_name, blueprint_id, service_id,
-	package_path, state, message, handle, address, created_at, updated_at, terminated_at`
+	package_path, state, message, handle, address, created_at, updated_at, terminated_at, site`
 
 // CreateInstance records a new instance. This is the intent row, written
 // before any side effect: once it returns, the instance survives a crash.
@@ -114,12 +119,12 @@ func (s *Store) CreateInstance(ctx context.Context, inst Instance) error {
 		// ON CONFLICT DO NOTHING turns a duplicate into "0 rows" instead of a
 		// driver-specific constraint error.
 		res, err := tx.ExecContext(ctx, `INSERT INTO instances (`+instanceColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO NOTHING`,
 			inst.ID, inst.Remote, inst.ProviderType, inst.BlueprintName,
 			int64(inst.BlueprintID), int64(inst.ServiceID), inst.PackagePath,
 			string(inst.State), inst.Message, []byte(inst.Handle), inst.Address,
-			inst.CreatedAt.UnixNano(), inst.UpdatedAt.UnixNano(), nanos(inst.TerminatedAt))
+			inst.CreatedAt.UnixNano(), inst.UpdatedAt.UnixNano(), nanos(inst.TerminatedAt), inst.Site)
 		if err != nil {
 			return fmt.Errorf("insert: %w", err)
 		}
@@ -220,6 +225,9 @@ func (s *Store) UpdateInstance(ctx context.Context, id string, u Update) (Instan
 		if u.Address != nil {
 			next.Address = *u.Address
 		}
+		if u.Site != nil {
+			next.Site = *u.Site
+		}
 		changed := u.State != nil && *u.State != cur.State
 		if changed {
 			if cur.State.Final() {
@@ -231,9 +239,9 @@ func (s *Store) UpdateInstance(ctx context.Context, id string, u Update) (Instan
 			}
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE instances
-			SET state = ?, message = ?, handle = ?, address = ?, updated_at = ?, terminated_at = ?
+			SET state = ?, message = ?, handle = ?, address = ?, site = ?, updated_at = ?, terminated_at = ?
 			WHERE id = ?`,
-			string(next.State), next.Message, []byte(next.Handle), next.Address,
+			string(next.State), next.Message, []byte(next.Handle), next.Address, next.Site,
 			now.UnixNano(), nanos(next.TerminatedAt), id)
 		if err != nil {
 			return fmt.Errorf("write: %w", err)
@@ -383,7 +391,7 @@ func newRowDest() *rowDest {
 	d := &rowDest{}
 	d.ptrs = []any{&d.inst.ID, &d.inst.Remote, &d.inst.ProviderType, &d.inst.BlueprintName,
 		&d.blueprintID, &d.service, &d.inst.PackagePath, &d.state, &d.inst.Message, &d.handle,
-		&d.inst.Address, &d.created, &d.updated, &d.terminated}
+		&d.inst.Address, &d.created, &d.updated, &d.terminated, &d.inst.Site}
 	return d
 }
 

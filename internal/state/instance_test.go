@@ -35,6 +35,7 @@ func TestCreateGet(t *testing.T) {
 	in.Handle = provider.Handle(`{"container":"abc"}`)
 	in.Address = "127.0.0.1:9000"
 	in.Message = "queued"
+	in.Site = "h-10-0-0-2-22"
 	if err := s.CreateInstance(ctx, in); err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +51,7 @@ func TestCreateGet(t *testing.T) {
 	}
 	if got.Remote != "local" || got.ProviderType != "local" || got.BlueprintName != "echo" ||
 		got.PackagePath != "/srv/echo" || got.Message != "queued" || got.Address != in.Address ||
-		!bytes.Equal(got.Handle, in.Handle) {
+		!bytes.Equal(got.Handle, in.Handle) || got.Site != in.Site {
 		t.Errorf("round trip mismatch: %+v", got)
 	}
 	want := time.Date(2025, 1, 2, 3, 4, 6, 0, time.UTC)

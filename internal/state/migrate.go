@@ -71,6 +71,11 @@ CREATE UNIQUE INDEX cost_intervals_open ON cost_intervals (instance_id) WHERE en
 -- costs reads this month's intervals: the open ones and those ending since.
 CREATE INDEX cost_intervals_end ON cost_intervals (end_at);
 `,
+	// 3: the site of a remote instance: which of the remote's gateways it
+	// sits behind (an SSH host, a region); '' is the remote's only one.
+	`
+ALTER TABLE instances ADD COLUMN site TEXT NOT NULL DEFAULT '';
+`,
 }
 
 // SchemaVersion is the user_version this bpm brings a database to.

@@ -369,3 +369,42 @@ func TestContextCancelled(t *testing.T) {
 		t.Errorf("CreateInstance after cancellation: %v", err)
 	}
 }
+
+// TestMigrateKeepsRowsFromVersion2: a database written before sites
+// existed (user_version 2) gains the column with every row's site empty,
+// the remote's only gateway, and its rows intact.
+func TestMigrateKeepsRowsFromVersion2(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range migrations[:2] {
+		if _, err := db.Exec(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Exec(`PRAGMA user_version = 2`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO instances (id, remote, provider_type, blueprint_name, blueprint_id, service_id,
+		package_path, state, message, handle, address, created_at, updated_at)
+		VALUES ('bp-0000000001', 'homelab', 'ssh', 'echo', 1, 1, '/p', 'running', '', NULL, '127.0.0.1:8080', 1, 1)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	in, err := s.GetInstance(ctx, "bp-0000000001")
+	if err != nil || in.Remote != "homelab" || in.Address != "127.0.0.1:8080" || in.Site != "" {
+		t.Fatalf("row after migration: %+v, %v", in, err)
+	}
+	site := "h1"
+	if in, err = s.UpdateInstance(ctx, in.ID, Update{Site: &site}); err != nil || in.Site != "h1" {
+		t.Fatalf("update site: %+v, %v", in, err)
+	}
+}
