@@ -27,8 +27,8 @@ type Instance struct {
 	Message string
 	// Handle is the provider's opaque record of the instance. It is stored in
 	// clear text, so providers must not put secrets in it.
-	Handle       provider.Handle
-	Address      string // host:port where the instance answers, when known
+	Handle  provider.Handle
+	Address string // host:port where the instance answers, when known
 	// Site is which of its remote's gateways the instance sits behind (see
 	// provider.Sited); "" for the remote's only one. Set before the tunnel
 	// is established, and never changed after.
