@@ -16,17 +16,18 @@ import (
 )
 
 // TestIntegrationSSHEndToEnd is issue #7's end to end for the native
-// runtime: `bpm deploy --remote <ssh host> --package echo` uploads bpm and
-// echo's binary, starts the gateway on the host under `bpm supervise`, and a
-// request with a token goes through the auth proxy and the tunnel to echo,
-// which listens on the host's loopback only. `bpm terminate` stops echo and
-// drops its route. The remote has one host: the gateway reaches instances
-// on its own host's loopback (see docs/ARCHITECTURE.md, the SSH provider).
+// runtime on a two-host remote: `bpm deploy --remote <ssh hosts> --package
+// echo`, twice, uploads bpm and echo's binary, places the two instances on
+// the two hosts, and starts a gateway on each host under `bpm supervise`
+// (one hub peer per host: echo listens on its host's loopback only, which
+// only a gateway on that host reaches). A request with a token goes through
+// the auth proxy and the right host's tunnel to each echo. `bpm terminate`
+// stops them and drops their routes.
 func TestIntegrationSSHEndToEnd(t *testing.T) {
 	tenv := testenv.Require(t, "ssh")
 	s := tenv.SSH
 	e := newEnv(t)
-	host := s.Hosts[1]
+	hosts := s.Hosts[:2]
 	proxyPort, hubPort := freePort(t), freeUDPPort(t)
 	const remote = "e2e-ssh"
 	cfg := fmt.Sprintf(`
@@ -44,7 +45,7 @@ endpoint = "%s:%d"
 
 [remote.%s]
 type = "ssh"
-hosts = [%q]
+hosts = [%q, %q]
 user = %q
 key = %q
 known_hosts = %q
@@ -53,50 +54,78 @@ ssh_config = %q
 [remote.%s.runtime]
 type = "native"
 `, filepath.Join(e.root, "data"), filepath.Join(e.root, "run"), proxyPort, hubPort, s.HubAddr, hubPort,
-		remote, host, s.User, s.Key, s.KnownHosts, os.DevNull, remote)
+		remote, hosts[0], hosts[1], s.User, s.Key, s.KnownHosts, os.DevNull, remote)
 	must(t, os.WriteFile(filepath.Join(e.root, "cfg", "config.toml"), []byte(cfg), 0o600))
 	e.vars = append(e.vars, "BPM_KEYSTORE_PASSPHRASE=e2e passphrase")
-	// The gateway outlives the remote's instances by design; the test's
+	// The gateways outlive the remote's instances by design; the test's
 	// must not outlive the test.
-	t.Cleanup(func() { sshRun(t, s, host, "pkill -f '[.]bpm/gateway/"+remote+"' || true") })
+	t.Cleanup(func() {
+		for _, h := range hosts {
+			sshRun(t, s, h, "pkill -f '[.]bpm/gateway/"+remote+"' || true")
+		}
+	})
 	e.startManager()
 
-	var inst instance
-	out := e.mustRun("deploy", "--remote", remote, "--package", e.pkg, "-o", "json")
-	must(t, json.Unmarshal([]byte(out), &inst))
-	got := e.waitState(inst.ID, "running")
-	// Bound to the host's loopback: nothing listens on its network.
-	if h, _, err := net.SplitHostPort(got.Address); err != nil || h != "127.0.0.1" {
-		t.Errorf("address = %q, want a loopback address on the host", got.Address)
+	proxy := fmt.Sprintf("http://127.0.0.1:%d", proxyPort)
+	var insts []instance
+	sites := map[string]bool{}
+	for range 2 {
+		var inst instance
+		out := e.mustRun("deploy", "--remote", remote, "--package", e.pkg, "-o", "json")
+		must(t, json.Unmarshal([]byte(out), &inst))
+		got := e.waitState(inst.ID, "running")
+		// Bound to the host's loopback: nothing listens on its network.
+		if h, _, err := net.SplitHostPort(got.Address); err != nil || h != "127.0.0.1" {
+			t.Errorf("address = %q, want a loopback address on the host", got.Address)
+		}
+		var st struct {
+			Site string `json:"site"`
+		}
+		must(t, json.Unmarshal([]byte(e.mustRun("status", "--instance", inst.ID, "-o", "json")), &st))
+		sites[st.Site] = true
+		insts = append(insts, inst)
+	}
+	if len(sites) != 2 || sites[""] {
+		t.Fatalf("sites of the two instances: %v, want one per host", sites)
+	}
+	var tun struct {
+		Peers []struct {
+			Remote string `json:"remote"`
+		} `json:"peers"`
+	}
+	must(t, json.Unmarshal([]byte(e.mustRun("tunnel", "status", "-o", "json")), &tun))
+	if len(tun.Peers) != 2 {
+		t.Errorf("tunnel peers = %+v, want one per host", tun.Peers)
 	}
 
-	proxy := fmt.Sprintf("http://127.0.0.1:%d", proxyPort)
 	dir := t.TempDir()
-	keyFile, tokFile := filepath.Join(dir, "api.key"), filepath.Join(dir, "token")
-	e.mustRun("auth", "key", "create", "--service-id", fmt.Sprint(inst.ServiceID), "--save", keyFile)
-	e.mustRun("auth", "token", "--proxy", proxy, "--api-key-file", keyFile, "--save", tokFile)
-	tok, err := os.ReadFile(tokFile)
-	must(t, err)
-	body := waitProxied(t, proxy+"/from-the-hub", strings.TrimSpace(string(tok)))
-	if !strings.Contains(body, `"path": "/from-the-hub"`) || !strings.Contains(body, `"SERVICE_ID": "`+fmt.Sprint(inst.ServiceID)+`"`) {
-		t.Fatalf("through the proxy: %s", body)
+	for i, inst := range insts {
+		keyFile, tokFile := filepath.Join(dir, fmt.Sprint("api.key", i)), filepath.Join(dir, fmt.Sprint("token", i))
+		e.mustRun("auth", "key", "create", "--service-id", fmt.Sprint(inst.ServiceID), "--save", keyFile)
+		e.mustRun("auth", "token", "--proxy", proxy, "--api-key-file", keyFile, "--save", tokFile)
+		tok, err := os.ReadFile(tokFile)
+		must(t, err)
+		body := waitProxied(t, proxy+"/from-the-hub", strings.TrimSpace(string(tok)))
+		if !strings.Contains(body, `"path": "/from-the-hub"`) || !strings.Contains(body, `"SERVICE_ID": "`+fmt.Sprint(inst.ServiceID)+`"`) {
+			t.Fatalf("through the proxy to %s: %s", inst.ID, body)
+		}
+		// "[b]p-…" keeps the remote shell running pgrep from matching itself.
+		running := "pgrep -f '[b]" + inst.ID[1:] + "' || true"
+		if out := sshRun(t, s, hosts[0], running); out == "" {
+			t.Fatalf("pgrep finds no process of %s while it runs", inst.ID)
+		}
+		e.mustRun("terminate", inst.ID)
+		if code, _ := proxied(t, proxy+"/after", strings.TrimSpace(string(tok))); code == 200 {
+			t.Error("the proxy still routes to a terminated instance")
+		}
+		// Nothing of the instance runs any more (the hosts share one
+		// process table here, so one look covers both).
+		if out := sshRun(t, s, hosts[0], running); out != "" {
+			t.Errorf("processes of %s left: %s", inst.ID, out)
+		}
 	}
 	if strings.Contains(e.managerLog(), "must-not-leak") {
 		t.Error("the manager logged an environment value")
-	}
-
-	// "[b]p-…" keeps the remote shell running pgrep from matching itself.
-	running := "pgrep -f '[b]" + inst.ID[1:] + "' || true"
-	if out := sshRun(t, s, host, running); out == "" {
-		t.Fatalf("pgrep finds no process of %s on %s while it runs", inst.ID, host)
-	}
-	e.mustRun("terminate", inst.ID)
-	if code, _ := proxied(t, proxy+"/after", strings.TrimSpace(string(tok))); code == 200 {
-		t.Error("the proxy still routes to a terminated instance")
-	}
-	// Nothing of the instance runs on the host any more.
-	if out := sshRun(t, s, host, running); out != "" {
-		t.Errorf("processes of %s left on %s: %s", inst.ID, host, out)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"path"
 	"slices"
@@ -50,15 +51,44 @@ func (p *Provider) EstablishTunnel(ctx context.Context, spec provider.TunnelSpec
 		return provider.TunnelInfo{}, fmt.Errorf("ssh: tunnel: remote name: %w", err)
 	}
 	// Instance ids never contain '/', so this key cannot meet one.
-	unlock := p.lock("gateway/" + spec.Remote)
+	name := provider.PeerName(spec.Remote, spec.Site)
+	unlock := p.lock("gateway/" + name)
 	defer unlock()
 	if p.dockerRuntime() {
 		return p.establishContainer(ctx, spec)
 	}
-	if err := p.establish(ctx, spec); err != nil {
-		return provider.TunnelInfo{}, fmt.Errorf("ssh: tunnel %s: %w", spec.Remote, err)
+	var err error
+	if spec.Site != "" {
+		err = p.establishSite(ctx, spec)
+	} else {
+		err = p.establish(ctx, spec)
+	}
+	if err != nil {
+		return provider.TunnelInfo{}, fmt.Errorf("ssh: tunnel %s: %w", name, err)
 	}
 	return provider.TunnelInfo{GatewayAddress: spec.GatewayAddress}, nil
+}
+
+// establishSite runs the gateway of one site (a host: see Place) on that
+// host, in its own directory gateway/REMOTE.SITE, since the hosts of a
+// test or a cluster may share a home directory.
+func (p *Provider) establishSite(ctx context.Context, spec provider.TunnelSpec) error {
+	addr, ok := p.hostOf[spec.Site]
+	if !ok {
+		return fmt.Errorf("site %q is none of the remote's hosts", spec.Site)
+	}
+	c, err := p.pool.get(ctx, addr)
+	if err != nil {
+		return fmt.Errorf("host %s: %w", addr, err)
+	}
+	name := provider.PeerName(spec.Remote, spec.Site)
+	var cur *hostConn
+	if m, err := p.readGatewayMeta(c, name); err == nil && m.Host == c.addr {
+		if _, _, alive := p.supervisorOf(c, p.gatewayDir(c, name), handle{}); alive {
+			cur = c
+		}
+	}
+	return p.ensureGateway(ctx, p.logger.With("remote", spec.Remote, "site", spec.Site), c, cur, name, spec)
 }
 
 func (p *Provider) establish(ctx context.Context, spec provider.TunnelSpec) error {
@@ -110,11 +140,18 @@ func (p *Provider) establish(ctx context.Context, spec provider.TunnelSpec) erro
 			}
 		}
 	}
-	bpmBin, want, err := p.gatewaySpec(ctx, target, spec)
+	return p.ensureGateway(ctx, log, target, cur, spec.Remote, spec)
+}
+
+// ensureGateway makes the gateway called name (its directory under
+// gateway/) run on target from spec: kept when cur (target or nil) already
+// runs that exact spec, replaced when its spec differs, started otherwise.
+func (p *Provider) ensureGateway(ctx context.Context, log *slog.Logger, target, cur *hostConn, name string, spec provider.TunnelSpec) error {
+	dir := p.gatewayDir(target, name)
+	bpmBin, want, err := p.gatewaySpec(ctx, target, dir, spec)
 	if err != nil {
 		return err
 	}
-	dir := p.gatewayDir(target, spec.Remote)
 	if cur != nil {
 		have, err := cur.readFile(path.Join(dir, supervisor.SpecFile), 1<<20)
 		// Constant time: the spec holds the private key.
@@ -136,7 +173,7 @@ func (p *Provider) establish(ctx context.Context, spec provider.TunnelSpec) erro
 			return fmt.Errorf("chmod %s: %w", d, err)
 		}
 	}
-	mb, _ := json.MarshalIndent(gatewayMeta{Remote: spec.Remote, Host: target.addr, Created: time.Now().UTC()}, "", "  ")
+	mb, _ := json.MarshalIndent(gatewayMeta{Remote: name, Host: target.addr, Created: time.Now().UTC()}, "", "  ")
 	if err := target.writeFile(path.Join(dir, gatewayMetaFile), mb, 0o600); err != nil {
 		return err
 	}
@@ -166,7 +203,7 @@ func (p *Provider) establish(ctx context.Context, spec provider.TunnelSpec) erro
 // gateway's spec.json. Its environment is exactly spec.GatewayEnv(): the supervisor passes
 // on nothing else, so the login session's variables cannot change how the
 // gateway behaves.
-func (p *Provider) gatewaySpec(ctx context.Context, c *hostConn, spec provider.TunnelSpec) (string, []byte, error) {
+func (p *Provider) gatewaySpec(ctx context.Context, c *hostConn, dir string, spec provider.TunnelSpec) (string, []byte, error) {
 	pl, err := c.platform(ctx)
 	if err != nil {
 		return "", nil, err
@@ -183,7 +220,6 @@ func (p *Provider) gatewaySpec(ctx context.Context, c *hostConn, spec provider.T
 	for _, k := range slices.Sorted(maps.Keys(genv)) {
 		env = append(env, k+"="+genv[k])
 	}
-	dir := p.gatewayDir(c, spec.Remote)
 	b, err := specJSON(supervisor.Spec{
 		Path: bpmBin, Args: []string{"gateway"}, Env: env, Dir: dir,
 		GracePeriod: supervisor.Duration(p.opts.GracePeriod),

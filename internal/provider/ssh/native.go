@@ -87,11 +87,25 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 	if req.Package == nil {
 		return nil, fmt.Errorf("ssh: deploy %s: no package", req.InstanceID)
 	}
-	addr, release, err := p.place(ctx, req.InstanceID)
-	if err != nil {
-		return nil, fmt.Errorf("ssh: deploy %s: %w", req.InstanceID, err)
+	var addr string
+	if req.Site != "" {
+		// Placed already (Place): the site's host, whose gateway the
+		// manager has just established.
+		var ok bool
+		if addr, ok = p.hostOf[req.Site]; !ok {
+			return nil, fmt.Errorf("ssh: deploy %s: site %q is none of the remote's hosts", req.InstanceID, req.Site)
+		}
+		if r, ok := p.takeReservation(req.InstanceID); ok {
+			defer r.release()
+		}
+	} else {
+		a, release, err := p.place(ctx, req.InstanceID)
+		if err != nil {
+			return nil, fmt.Errorf("ssh: deploy %s: %w", req.InstanceID, err)
+		}
+		defer release()
+		addr = a
 	}
-	defer release()
 	c, err := p.pool.get(ctx, addr)
 	if err != nil {
 		return nil, fmt.Errorf("ssh: deploy %s: %w", req.InstanceID, err)

@@ -67,6 +67,11 @@ type Provider struct {
 	cfg    *Config
 	opts   Options
 	hosts  []string // host:port, in config order
+	// siteOf and hostOf map each host to its site name (provider.Sited):
+	// the native runtime runs one gateway per host, since its instances
+	// bind to their own host's loopback.
+	siteOf map[string]string
+	hostOf map[string]string
 	pool   *pool
 	logger *slog.Logger
 
@@ -97,6 +102,9 @@ type Provider struct {
 	// engines are the docker runtime's per-host Docker providers, each
 	// reaching its host's engine socket through that host's connection.
 	engines map[string]*docker.Provider
+	// reserved holds the placements Place made for deploys to come, by
+	// instance id, until Deploy takes them (or they expire).
+	reserved map[string]reservation
 }
 
 var (
@@ -166,8 +174,18 @@ func New(cfg *Config, opts Options) (*Provider, error) {
 	for i, h := range cfg.Hosts {
 		pool.entries[hosts[i]] = h
 	}
+	siteOf, hostOf := map[string]string{}, map[string]string{}
+	for _, a := range hosts {
+		s := siteName(a)
+		if other, dup := hostOf[s]; dup {
+			return nil, fmt.Errorf("ssh: hosts %s and %s have the same site name %q: list one of them by another spelling", other, a, s)
+		}
+		siteOf[a], hostOf[s] = s, a
+	}
 	return &Provider{
 		cfg: cfg, opts: opts, hosts: hosts, logger: logger,
+		siteOf: siteOf, hostOf: hostOf,
+		reserved:      map[string]reservation{},
 		gatewayBinary: gatewayBinary,
 		pool:          pool,
 		locks:         map[string]*sync.Mutex{},
