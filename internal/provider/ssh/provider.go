@@ -64,9 +64,9 @@ type Options struct {
 
 // Provider runs instances on the hosts of one ssh remote.
 type Provider struct {
-	cfg    *Config
-	opts   Options
-	hosts  []string // host:port, in config order
+	cfg   *Config
+	opts  Options
+	hosts []string // host:port, in config order
 	// siteOf and hostOf map each host to its site name (provider.Sited):
 	// the native runtime runs one gateway per host, since its instances
 	// bind to their own host's loopback.
