@@ -23,12 +23,19 @@
 // Every remote command line is built by command/quote; values that are not
 // fixed words (env, names) never reach a command line at all.
 //
-// The remote's gateway (EstablishTunnel) runs the same way: `bpm gateway`
-// under `bpm supervise` in ~/.bpm/gateway/<remote>/ on the first reachable
-// host, its BPM_GATEWAY_* configuration (the private key included) only in
-// that directory's 0600 spec.json. A live gateway with the same spec is
-// kept, a changed spec replaces it, and it outlives the remote's
-// instances: Terminate never stops it.
+// The gateways (EstablishTunnel) run the same way: `bpm gateway` under
+// `bpm supervise`, its BPM_GATEWAY_* configuration (the private key
+// included) only in its directory's 0600 spec.json. A native instance
+// binds to its own host's loopback, which only a gateway on that host
+// reaches, so the native runtime is a provider.Sited whose sites are its
+// hosts (sites.go): Place picks and reserves the host, the manager gives
+// that site its own hub peer (REMOTE.SITE) and tunnel spec, and the host
+// runs that gateway in ~/.bpm/gateway/REMOTE.SITE/. A deploy without a site
+// (the conformance suite calls Deploy directly) places by itself, and a
+// spec without a site runs the remote's one gateway in
+// ~/.bpm/gateway/<remote>/ on the first reachable host. A live gateway
+// with the same spec is kept, a changed spec replaces it, and it outlives
+// the instances: Terminate never stops it.
 //
 // The docker runtime (the default) drives each host's Docker Engine with
 // the docker provider itself, one docker.Provider per host built with
