@@ -17,6 +17,9 @@ type DeployRequest struct {
 	ServiceID *uint64 `json:"service_id,omitempty"`
 	// BlueprintID overrides the manifest's blueprint_id.
 	BlueprintID *uint64 `json:"blueprint_id,omitempty"`
+	// Region picks one of the remote's regions ([remote.NAME.regions]);
+	// empty means its primary. Only remotes with regions accept one.
+	Region string `json:"region,omitempty"`
 	// RemoteConfig is the absolute path of the config file the operator
 	// named with --remote-config. The manager resolves remotes from the
 	// config it was started with, so a different file is refused rather

@@ -29,6 +29,7 @@ func remoteFilterFlag(fs *pflag.FlagSet, p *string) {
 
 type deployOptions struct {
 	remote      string
+	region      string // one of the remote's [regions]
 	pkg         string
 	serviceID   int64
 	blueprintID int64
@@ -73,7 +74,10 @@ must say it accepts the price. A deploy whose forecast breaks a monthly budget
 			if err != nil {
 				return packageErr(err)
 			}
-			req := api.DeployRequest{PackagePath: pkg.Dir, Remote: o.remote}
+			req := api.DeployRequest{PackagePath: pkg.Dir, Remote: o.remote, Region: o.region}
+			if o.region != "" && o.remote == "" {
+				return usagef("--region needs --remote: this machine has no regions")
+			}
 			if g.configFile != "" {
 				if req.RemoteConfig, err = absPath(g.configFile); err != nil {
 					return err
@@ -118,6 +122,7 @@ must say it accepts the price. A deploy whose forecast breaks a monthly budget
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.remote, "remote", "", "remote to deploy to (default: this machine)")
+	f.StringVar(&o.region, "region", "", "region of the remote ([remote.NAME.regions]; default its primary)")
 	f.StringVar(&o.pkg, "package", "", "package directory, blueprint.toml path, or package name")
 	f.Int64Var(&o.serviceID, "service-id", 0, "service id (default: the smallest unused one)")
 	f.Int64Var(&o.blueprintID, "blueprint-id", 0, "blueprint id (default: the manifest's blueprint_id)")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +39,16 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 	p, err := m.providerFor(ctx, remote)
 	if err != nil {
 		return api.Instance{}, err
+	}
+	if req.Region != "" {
+		// Checked before the intent row: a bad region records nothing.
+		rp, ok := p.(provider.Regional)
+		if !ok {
+			return api.Instance{}, api.Invalid("region %q: remote %s has no regions ([remote.%s.regions])", req.Region, remote, remote)
+		}
+		if !slices.Contains(rp.Regions(), req.Region) {
+			return api.Instance{}, api.Invalid("region %q: remote %s has regions %s", req.Region, remote, strings.Join(rp.Regions(), ", "))
+		}
 	}
 	bid := uint64(0)
 	if pkg.Manifest.BlueprintID != nil {
@@ -99,6 +110,7 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 		BlueprintID: bid,
 		ServiceID:   sid,
 		Package:     pkg,
+		Region:      req.Region,
 	}
 	// A provider whose remote spans sites (SSH hosts) places the instance
 	// first: the site decides which gateway, and so which hub peer, it

@@ -261,8 +261,8 @@ func (m *Manager) providerFor(ctx context.Context, remote string) (provider.Prov
 		DataDir:    filepath.Join(m.cfg.Manager.DataDir, "remotes", remote),
 		RuntimeDir: m.cfg.Manager.RuntimeDir,
 		Logger:     m.log.With("remote", remote),
-		RemoteCheck: func(ctx context.Context, spec health.Spec) error {
-			return m.remoteCheck(ctx, remote, spec)
+		RemoteCheck: func(ctx context.Context, site string, spec health.Spec) error {
+			return m.remoteCheck(ctx, provider.PeerName(remote, site), spec)
 		},
 	})
 	if err != nil {

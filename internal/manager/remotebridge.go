@@ -110,8 +110,9 @@ func (m *Manager) closeTunnelMux() {
 	}
 }
 
-// remoteCheck runs spec's health check from inside remote, through its
-// gateway: instance addresses are on the remote's private network. With no
+// remoteCheck runs spec's health check from inside remote (a peer name:
+// the remote, or one of its sites), through its gateway: instance
+// addresses are on the remote's private network. With no
 // hub or no peer for the remote yet (a manager just started, before its
 // first reconcile of peers) it checks from here, which works where this
 // machine routes to that network and otherwise fails as before.

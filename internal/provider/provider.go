@@ -70,6 +70,9 @@ type DeployRequest struct {
 	// Site is where a Sited provider's Place put the instance; "" for
 	// providers with one gateway per remote.
 	Site string
+	// Region is the region the operator asked for (bpm deploy --region);
+	// only a provider with regions accepts one, in Place.
+	Region string
 }
 
 // Handle is the provider's opaque record of a created instance, persisted by
@@ -204,6 +207,13 @@ type Provider interface {
 // in TunnelSpec.Site. A site name matches SiteRE.
 type Sited interface {
 	Place(ctx context.Context, req DeployRequest) (site string, err error)
+}
+
+// Regional is implemented by providers whose remote has named regions
+// ([remote.NAME.regions]); Regions lists them, primary first. A deploy may
+// name one (DeployRequest.Region); the provider places it there.
+type Regional interface {
+	Regions() []string
 }
 
 // SiteRE is the spelling of a site name: short, lower case, safe in

@@ -22,11 +22,12 @@ type Env struct {
 	// RuntimeDir holds sockets (bridge) for local instances.
 	RuntimeDir string
 	Logger     *slog.Logger
-	// RemoteCheck runs a health check from inside the remote, through its
-	// gateway (the manager sets it for remotes). Instance addresses are on
-	// the remote's private network, which bpm's own process cannot route
-	// to; a provider that probes instances itself uses this instead.
-	RemoteCheck func(ctx context.Context, spec health.Spec) error
+	// RemoteCheck runs a health check from inside the remote, through the
+	// gateway of site ("" for the remote's only one; the manager sets it for
+	// remotes). Instance addresses are on the remote's private network,
+	// which bpm's own process cannot route to; a provider that probes
+	// instances itself uses this instead.
+	RemoteCheck func(ctx context.Context, site string, spec health.Spec) error
 }
 
 // Info registers one provider type.

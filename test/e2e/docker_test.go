@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -169,4 +170,127 @@ func proxied(t *testing.T, url, token string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// TestIntegrationDockerRegionsEndToEnd: a docker remote with two regions,
+// each its own engine (a: the plain engine, b: the TLS one). `bpm deploy
+// --region b` lands on b's engine, the primary takes the other; each region
+// runs its own gateway, a hub peer of its own, and a request through the
+// proxy reaches each instance through its region's tunnel. An unknown
+// region is refused before anything is recorded.
+func TestIntegrationDockerRegionsEndToEnd(t *testing.T) {
+	d := testenv.Require(t, "docker").Docker
+	e := newEnv(t)
+	pkg := filepath.Join(repoRoot(t), "examples", "echo")
+	archive := filepath.Join(e.root, "echo.tar")
+	e.mustRun("package", "image", pkg, "-o", archive)
+	proxyPort, hubPort := freePort(t), freeUDPPort(t)
+	const remote = "e2e-regions"
+	cfg := fmt.Sprintf(`
+[manager]
+data_dir = %q
+runtime_dir = %q
+log_level = "debug"
+
+[proxy]
+listen = "127.0.0.1:%d"
+
+[hub]
+listen = "0.0.0.0:%d"
+endpoint = "%s:%d"
+
+[remote.%s]
+type = "docker"
+endpoint = %q
+ca = %q
+cert = %q
+key = %q
+image_archives = { %q = %q }
+
+[remote.%s.regions]
+primary = "a"
+replicas = ["b"]
+endpoints = { b = %q }
+`, filepath.Join(e.root, "data"), filepath.Join(e.root, "run"), proxyPort, hubPort, d.BridgeGateway, hubPort,
+		remote, d.Host, d.TLSCA, d.TLSCert, d.TLSKey, echoImage, archive, remote, d.TLSHost)
+	must(t, os.WriteFile(filepath.Join(e.root, "cfg", "config.toml"), []byte(cfg), 0o600))
+	e.vars = append(e.vars, "BPM_KEYSTORE_PASSPHRASE=e2e passphrase")
+	e.startManager()
+
+	if _, errs, code := e.run("deploy", "--remote", remote, "--region", "mars", "--package", pkg); code != 6 || !strings.Contains(errs, `"mars"`) {
+		t.Fatalf("unknown region: exit %d, %s; want 6 naming it", code, errs)
+	}
+	if all := e.list(true); len(all) != 0 {
+		t.Fatalf("a refused region recorded %+v", all)
+	}
+
+	proxy := fmt.Sprintf("http://127.0.0.1:%d", proxyPort)
+	dir := t.TempDir()
+	for _, region := range []string{"b", ""} {
+		args := []string{"deploy", "--remote", remote, "--package", pkg, "-o", "json"}
+		if region != "" {
+			args = append(args, "--region", region)
+		}
+		var inst instance
+		must(t, json.Unmarshal([]byte(e.mustRun(args...)), &inst))
+		e.waitState(inst.ID, "running")
+		want := region
+		if want == "" {
+			want = "a"
+		}
+		var st struct {
+			Site string `json:"site"`
+		}
+		must(t, json.Unmarshal([]byte(e.mustRun("status", "--instance", inst.ID, "-o", "json")), &st))
+		if st.Site != want {
+			t.Errorf("%s: site %q, want region %s", inst.ID, st.Site, want)
+		}
+		// On that region's engine, and not the other's.
+		_, onTLS := dockerTLS(t, d, "inspect", inst.ID)
+		if (onTLS == nil) != (want == "b") {
+			t.Errorf("%s: on the TLS engine: %v, want %v", inst.ID, onTLS == nil, want == "b")
+		}
+		keyFile, tokFile := filepath.Join(dir, "key-"+want), filepath.Join(dir, "tok-"+want)
+		e.mustRun("auth", "key", "create", "--service-id", fmt.Sprint(inst.ServiceID), "--save", keyFile)
+		e.mustRun("auth", "token", "--proxy", proxy, "--api-key-file", keyFile, "--save", tokFile)
+		tok, err := os.ReadFile(tokFile)
+		must(t, err)
+		body := waitProxied(t, proxy+"/region", strings.TrimSpace(string(tok)))
+		if !strings.Contains(body, `"SERVICE_ID": "`+fmt.Sprint(inst.ServiceID)+`"`) {
+			t.Fatalf("through the proxy to %s: %s", inst.ID, body)
+		}
+	}
+	var tun struct {
+		Peers []struct {
+			Remote string `json:"remote"`
+		} `json:"peers"`
+	}
+	must(t, json.Unmarshal([]byte(e.mustRun("tunnel", "status", "-o", "json")), &tun))
+	var peers []string
+	for _, p := range tun.Peers {
+		peers = append(peers, p.Remote)
+	}
+	slices.Sort(peers)
+	if !slices.Equal(peers, []string{remote + ".a", remote + ".b"}) {
+		t.Errorf("tunnel peers = %v, want one per region", peers)
+	}
+	// Region b's own gateway and network, on its engine; gone with its
+	// last instance.
+	regionB := [][]string{
+		{"inspect", "bpm-gateway-" + remote + ".b"},
+		{"network", "inspect", "bpm-" + remote + ".b"},
+	}
+	for _, obj := range regionB {
+		if _, err := dockerTLS(t, d, obj...); err != nil {
+			t.Errorf("docker %s: not on the TLS engine while region b runs an instance: %v", strings.Join(obj, " "), err)
+		}
+	}
+	for _, in := range e.list(false) {
+		e.mustRun("terminate", in.ID)
+	}
+	for _, obj := range regionB {
+		if _, err := dockerTLS(t, d, obj...); err == nil {
+			t.Errorf("docker %s: still on the TLS engine after its region's last instance", strings.Join(obj, " "))
+		}
+	}
 }

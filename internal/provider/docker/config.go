@@ -138,19 +138,22 @@ func (c *Config) checkEndpoint(fe *config.FieldErrors, key, ep string) {
 		return
 	}
 	hasTLSFiles := c.CA != "" || c.Cert != "" || c.Key != ""
+	// With regions, one engine may be local and another over TLS: the TLS
+	// files then apply to the TCP ones only.
+	misplacedTLS := hasTLSFiles && c.Regions.Primary == ""
 	switch u.Scheme {
 	case "unix":
 		if u.Path == "" || !strings.HasPrefix(u.Path, "/") || u.Host != "" {
 			fe.Add(key, "%q: write unix:///absolute/path", ep)
 		}
-		if hasTLSFiles {
+		if misplacedTLS {
 			fe.Add(key, "ca, cert and key apply to tcp:// and https:// endpoints, not %s://", u.Scheme)
 		}
 	case "ssh":
 		if u.Host == "" {
 			fe.Add(key, "%q: write ssh://user@host", ep)
 		}
-		if hasTLSFiles {
+		if misplacedTLS {
 			fe.Add(key, "ca, cert and key apply to tcp:// and https:// endpoints, not %s://", u.Scheme)
 		}
 	case "tcp", "http", "https":

@@ -101,7 +101,14 @@ func Info() provider.Info {
 			if !ok || c == nil {
 				return nil, fmt.Errorf("docker: remote %s: config is %T, want *docker.Config", env.Remote, env.Config)
 			}
-			return New(env.Remote, c, Options{Logger: env.Logger, Check: env.RemoteCheck})
+			opts := Options{Logger: env.Logger}
+			if env.RemoteCheck != nil {
+				opts.Check = func(ctx context.Context, spec health.Spec) error { return env.RemoteCheck(ctx, "", spec) }
+			}
+			if c.Regions.Primary != "" {
+				return newRegionalProvider(env.Remote, c, opts, env.RemoteCheck)
+			}
+			return New(env.Remote, c, opts)
 		},
 	}
 }
@@ -272,8 +279,11 @@ func (p *Provider) limits(m blueprint.Manifest) (nanoCPUs, memory int64, err err
 
 // maxInstances is the tighter of max_instances and resources.max_instances;
 // 0 means no cap.
-func (p *Provider) maxInstances() int {
-	a, b := p.cfg.MaxInstances, p.cfg.Resources.MaxInstances
+func (p *Provider) maxInstances() int { return maxInstances(p.cfg) }
+
+// maxInstances is the smaller of c's two caps that are set; 0 when none is.
+func maxInstances(c *Config) int {
+	a, b := c.MaxInstances, c.Resources.MaxInstances
 	switch {
 	case a == 0:
 		return b
