@@ -72,8 +72,8 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 	}
 	sec := newObject("v1", "Secret", name, ns, labels)
 	sec.Type, sec.Data = corev1.SecretTypeOpaque, data
-	if err := p.api.secrets(ns).apply(ctx, sec); err != nil {
-		return nil, wrapAPI("apply secret "+name, err)
+	if err := p.applyFirst(ctx, sec); err != nil {
+		return nil, err
 	}
 
 	ctr := &container{Name: "service", Image: image, Args: args,
@@ -190,6 +190,26 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 	}
 	p.log.Debug("deployed", "instance", req.InstanceID, "image", image)
 	return p.handleFor(req.InstanceID), nil
+}
+
+// applyFirst applies the instance's Secret, from which on the instance
+// counts (ListOwned), and makes sure the remote's gateway is still there:
+// the last instance's terminate removes it, and may have done so between
+// this deploy's EstablishTunnel and now. Under lifecycle, so that a
+// terminate either sees this instance and keeps the gateway, or removed
+// the gateway before and it is applied again here.
+func (p *Provider) applyFirst(ctx context.Context, sec *object) error {
+	p.lifecycle.Lock()
+	defer p.lifecycle.Unlock()
+	if err := p.api.secrets(p.ns()).apply(ctx, sec); err != nil {
+		return wrapAPI("apply secret "+sec.Metadata.Name, err)
+	}
+	if p.tunnel == nil {
+		// No tunnel established by this process (a caller without a
+		// hub, such as the conformance suite): no gateway to keep.
+		return nil
+	}
+	return p.restoreGateway(ctx)
 }
 
 // runtimeClass is the RuntimeClass the instance's pods need: the remote's

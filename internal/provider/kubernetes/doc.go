@@ -4,7 +4,8 @@
 //
 // Per remote it keeps the namespace (created when the user may), a
 // ResourceQuota from [resources] and one gateway Deployment whose whole
-// environment, WireGuard key included, is a Secret. Per instance it applies
+// environment, WireGuard key included, is a Secret; the gateway goes with
+// the remote's last instance, the namespace and quota stay. Per instance it applies
 // a Secret (the env), a Deployment, a ClusterIP Service and a NetworkPolicy
 // admitting only the gateway, all named bpm-<instance id>, labelled with
 // their owner, and written by server-side apply with field manager "bpm", so

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -48,6 +49,18 @@ type Provider struct {
 	log    *slog.Logger
 	// pollInterval paces the waits in Terminate and EstablishTunnel.
 	pollInterval time.Duration
+
+	// lifecycle orders the gateway's making and removal against the
+	// instances that need it: EstablishTunnel, the start of Deploy (up to
+	// its first object, which makes the instance count), and the removal
+	// of the gateway with the remote's last instance in Terminate. Without
+	// it a terminate could count no instance and delete the gateway that a
+	// concurrent deploy has just established and is about to use.
+	lifecycle sync.Mutex
+	// tunnel is the spec of the last EstablishTunnel, so Deploy can bring
+	// back a gateway that the last instance's terminate removed after it
+	// was established. Guarded by lifecycle.
+	tunnel *provider.TunnelSpec
 }
 
 var (

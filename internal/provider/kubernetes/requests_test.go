@@ -183,6 +183,11 @@ current-context: fake
 type fakeAPI struct {
 	mu   sync.Mutex
 	reqs []string
+	// gatewayGone: the gateway was deleted (by label) and not applied
+	// since.
+	gatewayGone bool
+	// another: ListOwned finds a second instance of the remote.
+	another bool
 }
 
 func (f *fakeAPI) reset() {
@@ -234,8 +239,16 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			entry += "\n" + string(b)
 		}
 	}
+	sel := r.URL.Query().Get("labelSelector")
 	f.mu.Lock()
 	f.reqs = append(f.reqs, entry+"\n")
+	switch {
+	case r.Method == http.MethodDelete && strings.Contains(sel, "bpm.component=gateway"):
+		f.gatewayGone = true
+	case r.Method == http.MethodPatch && strings.Contains(r.URL.Path, "/deployments/bpm-gateway-"):
+		f.gatewayGone = false
+	}
+	gatewayGone, another := f.gatewayGone, f.another
 	f.mu.Unlock()
 
 	// /api/v1/... or /apis/GROUP/VERSION/...; then namespaces/NS/RESOURCE[/NAME[/SUB]]
@@ -268,16 +281,23 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply("one\ntwo\n")
 	case name == "" && resource == "pods":
 		lk := listKinds[resource]
-		if sel := r.URL.Query().Get("labelSelector"); strings.Contains(sel, "bpm.component=gateway") || f.podsWanted() {
+		if strings.Contains(sel, "bpm.component=gateway") && !gatewayGone || !strings.Contains(sel, "bpm.component=gateway") && f.podsWanted() {
 			reply(`{"kind":"` + lk[1] + `","apiVersion":"` + lk[0] + `","metadata":{},"items":[` + runningPod + `]}`)
 			return
 		}
 		reply(`{"kind":"` + lk[1] + `","apiVersion":"` + lk[0] + `","metadata":{},"items":[]}`)
+	case name == "" && resource == "deployments" && another && strings.HasSuffix(sel, ",bpm.instance"):
+		reply(`{"kind":"DeploymentList","apiVersion":"apps/v1","metadata":{},"items":[{"metadata":{"name":"bpm-other",
+			"labels":{"bpm.instance":"other"}}}]}`)
 	case name == "":
 		lk := listKinds[resource]
 		reply(`{"kind":"` + lk[1] + `","apiVersion":"` + lk[0] + `","metadata":{},"items":[]}`)
 	case resource == "namespaces":
 		reply(`{"kind":"Namespace","apiVersion":"v1","metadata":{"name":"` + name + `"}}`)
+	case resource == "deployments" && strings.HasPrefix(name, "bpm-gateway-") && gatewayGone:
+		w.WriteHeader(http.StatusNotFound)
+		reply(`{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","reason":"NotFound","code":404,
+			"message":"deployments.apps \"` + name + `\" not found","details":{"name":"` + name + `","kind":"deployments"}}`)
 	case resource == "deployments":
 		reply(`{"kind":"Deployment","apiVersion":"apps/v1","metadata":{"name":"` + name + `","generation":1,"creationTimestamp":"2025-01-01T00:00:00Z"},
 			"status":{"observedGeneration":1,"updatedReplicas":1,"availableReplicas":1,"readyReplicas":1}}`)
@@ -300,3 +320,71 @@ func (f *fakeAPI) podsWanted() bool {
 
 const runningPod = `{"metadata":{"name":"bpm-0a1b2c3d-xyz","creationTimestamp":"2025-01-01T00:00:00Z"},
 	"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True","lastTransitionTime":"2025-01-01T00:00:05Z"}]}}`
+
+// TestGatewayFollowsInstances: the remote's gateway goes with its last
+// instance, stays while another instance is left, and a deploy whose
+// gateway a terminate removed after EstablishTunnel (a terminate racing
+// the deploy) applies it again before making its instance.
+func TestGatewayFollowsInstances(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	api := &fakeAPI{}
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	cfg := NewConfig()
+	cfg.Kubeconfig = writeKubeconfig(t, srv.URL)
+	p, err := New(ctx, "gke", cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.EstablishTunnel(ctx, provider.TunnelSpec{Remote: "gke", HubEndpoint: "203.0.113.1:51820",
+		HubPublicKey: "hubkey=", HubAddress: "10.77.0.1", GatewayAddress: "10.77.0.3/16", GatewayPrivateKey: "gwkey="}); err != nil {
+		t.Fatal(err)
+	}
+	const (
+		deleteGateway = "DELETE /apis/apps/v1/namespaces/bpm/deployments?labelSelector=app.kubernetes.io%2Fmanaged-by%3Dbpm%2Cbpm.component%3Dgateway%2Cbpm.remote%3Dgke"
+		applyGateway  = "PATCH /apis/apps/v1/namespaces/bpm/deployments/bpm-gateway-gke?"
+		applySecret   = "PATCH /api/v1/namespaces/bpm/secrets/bpm-gateway-gke?"
+		applyInstance = "PATCH /api/v1/namespaces/bpm/secrets/bpm-0a1b2c3d?"
+	)
+	ref := provider.Ref{InstanceID: "0a1b2c3d", Remote: "gke"}
+	pkg := &blueprint.Package{Manifest: blueprint.Manifest{Name: "bare",
+		Sources: []blueprint.Source{{Kind: blueprint.SourceContainer, Image: "bare:latest"}}}}
+	deploy := func() string {
+		t.Helper()
+		api.reset()
+		if _, err := p.Deploy(ctx, provider.DeployRequest{InstanceID: ref.InstanceID, Remote: "gke", Package: pkg}); err != nil {
+			t.Fatalf("Deploy: %v", err)
+		}
+		return api.log(false)
+	}
+	terminate := func() string {
+		t.Helper()
+		api.reset()
+		if err := p.Terminate(ctx, ref); err != nil {
+			t.Fatalf("Terminate: %v", err)
+		}
+		return api.log(false)
+	}
+
+	api.mu.Lock()
+	api.another = true
+	api.mu.Unlock()
+	if log := terminate(); strings.Contains(log, deleteGateway) {
+		t.Error("the gateway was removed while another instance is left")
+	}
+	api.mu.Lock()
+	api.another = false
+	api.mu.Unlock()
+	if log := terminate(); !strings.Contains(log, deleteGateway) {
+		t.Errorf("the last instance's terminate left the gateway:\n%s", log)
+	}
+	log := deploy()
+	i, j := strings.Index(log, applyInstance), strings.Index(log, applyGateway)
+	if i < 0 || j < i || !strings.Contains(log, applySecret) {
+		t.Errorf("deploy after the gateway's removal: want the instance's Secret, then the gateway's Secret and Deployment applied:\n%s", log)
+	}
+	if log := deploy(); strings.Contains(log, applyGateway) {
+		t.Error("a deploy applied a gateway that was there")
+	}
+}

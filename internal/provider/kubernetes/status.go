@@ -274,6 +274,7 @@ func workloadStatus(w workload, pod *corev1.Pod) provider.Status {
 
 // Terminate deletes every object labelled with the instance and waits until
 // the pods are gone too, so "terminated" means nothing of it still runs.
+// The remote's last instance takes the gateway with it.
 func (p *Provider) Terminate(ctx context.Context, ref provider.Ref) error {
 	ns, _ := p.locate(ref)
 	sel := p.instanceSelector(ref.InstanceID)
@@ -323,7 +324,7 @@ func (p *Provider) Terminate(ctx context.Context, ref provider.Ref) error {
 			return err
 		}
 		if len(left) == 0 {
-			return nil
+			return p.removeGatewayIfLast(ctx)
 		}
 		select {
 		case <-ctx.Done():

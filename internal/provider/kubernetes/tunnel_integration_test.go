@@ -18,6 +18,7 @@ import (
 
 	"github.com/bpm-project/bpm/internal/gateway"
 	"github.com/bpm-project/bpm/internal/provider"
+	"github.com/bpm-project/bpm/internal/provider/kubernetes"
 	"github.com/bpm-project/bpm/internal/tunnel"
 )
 
@@ -140,35 +141,76 @@ func TestIntegrationTunnel(t *testing.T) {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
-	if _, err := p.Deploy(ctx, provider.DeployRequest{InstanceID: id, Remote: remote, Package: pkg,
-		Env: map[string]string{"MESSAGE": "through-the-tunnel"}}); err != nil {
-		t.Fatal(err)
-	}
-	var st provider.Status
-	for st.State != provider.StateRunning {
-		if st, err = p.Status(ctx, provider.Ref{InstanceID: id, Remote: remote}); err != nil || st.State == provider.StateFailed {
-			t.Fatalf("status %+v %v", st, err)
+	deployAndGet := func() {
+		t.Helper()
+		if _, err := p.Deploy(ctx, provider.DeployRequest{InstanceID: id, Remote: remote, Package: pkg,
+			Env: map[string]string{"MESSAGE": "through-the-tunnel"}}); err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: hub.Via(remote).DialContext, DisableKeepAlives: true}}
-	var last string
-	for {
-		resp, err := client.Get("http://" + st.Address + "/")
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if strings.Contains(string(body), "message=through-the-tunnel") {
-				return
+		var st provider.Status
+		for st.State != provider.StateRunning {
+			if st, err = p.Status(ctx, provider.Ref{InstanceID: id, Remote: remote}); err != nil || st.State == provider.StateFailed {
+				t.Fatalf("status %+v %v", st, err)
 			}
-			last = string(body)
-		} else {
-			last = err.Error()
+			time.Sleep(200 * time.Millisecond)
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("GET %s through the tunnel: %s", st.Address, last)
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			DialContext: hub.Via(remote).DialContext, DisableKeepAlives: true}}
+		var last string
+		for {
+			resp, err := client.Get("http://" + st.Address + "/")
+			if err == nil {
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if strings.Contains(string(body), "message=through-the-tunnel") {
+					return
+				}
+				last = string(body)
+			} else {
+				last = err.Error()
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("GET %s through the tunnel: %s", st.Address, last)
+			}
+			time.Sleep(500 * time.Millisecond)
 		}
-		time.Sleep(500 * time.Millisecond)
 	}
+	deployAndGet()
+
+	// The remote's last instance takes the gateway with it: kubectl finds
+	// nothing of the remote's in the namespace. What stays is the
+	// namespace itself, which may hold other things and may not be bpm's
+	// to delete, and the ResourceQuota (none here: no max_instances),
+	// which New applied from [resources] and the next deploy needs.
+	terminate := func() {
+		t.Helper()
+		if err := p.Terminate(ctx, provider.Ref{InstanceID: id, Remote: remote}); err != nil {
+			t.Fatalf("Terminate: %v", err)
+		}
+		if left := remoteObjects(t, e, 0, remote); left != "" {
+			t.Errorf("left in namespace %s after the last terminate:\n%s", e.contexts[0].namespace, left)
+		}
+	}
+	terminate()
+	if got := e.kubectlOut(t, e.contexts[0].name, "get", "namespace", e.contexts[0].namespace, "-o", "name"); got != "namespace/"+e.contexts[0].namespace {
+		t.Errorf("namespace: %q", got)
+	}
+
+	// A deploy whose gateway went after its EstablishTunnel (as when the
+	// last instance's terminate runs between the manager's
+	// EstablishTunnel and Deploy) brings the gateway back, and the
+	// instance answers through the tunnel again.
+	deployAndGet()
+	terminate()
+}
+
+// remoteObjects lists, as kubectl sees them, the objects labelled with
+// the remote in context i's namespace, of every kind bpm creates there and
+// those the cluster makes from them (ReplicaSets, pods).
+func remoteObjects(t *testing.T, e kubeEnv, i int, remote string) string {
+	t.Helper()
+	c := e.contexts[i]
+	return e.kubectlOut(t, c.name, "-n", c.namespace, "get",
+		"deployments,statefulsets,replicasets,pods,services,secrets,networkpolicies,persistentvolumeclaims,configmaps,resourcequotas",
+		"-l", kubernetes.LabelRemote+"="+remote, "-o", "name")
 }
