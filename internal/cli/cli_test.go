@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -181,6 +182,13 @@ func TestPackageValidateAndInspect(t *testing.T) {
 	}
 	if !strings.Contains(errs, "3:1") || !strings.Contains(errs, "sourcez") {
 		t.Fatalf("error does not name the key and its line: %s", errs)
+	}
+	// A package asking for a VM boundary says so.
+	vm := filepath.Join(t.TempDir(), "blueprint.toml")
+	os.WriteFile(vm, []byte("name = \"x\"\nversion = \"1.0.0\"\nisolation = \"vm\"\n[[sources]]\nkind = \"container\"\nimage = \"x:1\"\n"), 0o644)
+	out, errs, code = runCLI(t, "package", "inspect", vm)
+	if code != 0 || !regexp.MustCompile(`Isolation:\s+vm`).MatchString(out) {
+		t.Fatalf("inspect of an isolation = vm package: exit %d out %q err %q", code, out, errs)
 	}
 }
 

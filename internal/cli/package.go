@@ -61,6 +61,7 @@ type packageView struct {
 	Ports       []portView    `json:"ports,omitempty" yaml:"ports,omitempty"`
 	EnvKeys     []string      `json:"env_keys,omitempty" yaml:"env_keys,omitempty"`
 	Health      string        `json:"health,omitempty" yaml:"health,omitempty"`
+	Isolation   string        `json:"isolation,omitempty" yaml:"isolation,omitempty"`
 }
 
 // resourcesView and portView spell fields as blueprint.toml does.
@@ -86,7 +87,7 @@ func viewPackage(pkg *blueprint.Package) packageView {
 	m := pkg.Manifest
 	r := m.Resources
 	v := packageView{
-		Name: m.Name, Version: m.Version, BlueprintID: m.BlueprintID, File: pkg.File,
+		Name: m.Name, Version: m.Version, BlueprintID: m.BlueprintID, File: pkg.File, Isolation: m.Isolation,
 		Resources: resourcesView{CPU: r.CPU, Memory: r.Memory, Storage: r.Storage, GPU: r.GPU},
 	}
 	for _, p := range m.Ports {
@@ -161,6 +162,9 @@ func newPackageInspectCommand(g *globals) *cobra.Command {
 				}
 				if v.Health != "" {
 					row(tw, "Health:", v.Health)
+				}
+				if v.Isolation != "" {
+					row(tw, "Isolation:", v.Isolation)
 				}
 			})
 		},
