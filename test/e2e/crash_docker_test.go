@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,31 +114,7 @@ func newCrashEnv(t *testing.T, d testenv.Docker, bin, archive string) *env {
 
 	e := newEnv(t)
 	e.bin = bin
-	proxyPort, hubPort := freePort(t), freeUDPPort(t)
-	cfg := fmt.Sprintf(`
-[manager]
-data_dir = %q
-runtime_dir = %q
-log_level = "debug"
-
-[proxy]
-listen = "127.0.0.1:%d"
-
-[hub]
-listen = "0.0.0.0:%d"
-endpoint = "%s:%d"
-
-[remote.%s]
-type = "docker"
-endpoint = %q
-ca = %q
-cert = %q
-key = %q
-image_archives = { %q = %q }
-`, filepath.Join(e.root, "data"), filepath.Join(e.root, "run"), proxyPort, hubPort, d.BridgeGateway, hubPort,
-		crashRemote, d.TLSHost, d.TLSCA, d.TLSCert, d.TLSKey, echoImage, archive)
-	must(t, os.WriteFile(filepath.Join(e.root, "cfg", "config.toml"), []byte(cfg), 0o600))
-	e.vars = append(e.vars, "BPM_KEYSTORE_PASSPHRASE=e2e passphrase")
+	e.useRemote(freePort(t), freeUDPPort(t), d.BridgeGateway, dockerTLSRemote(crashRemote, d, archive))
 	return e
 }
 

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -43,9 +42,7 @@ func TestIntegrationKubernetesCrash(t *testing.T) {
 			e := newEnv(t)
 			e.bin = bin
 			const remote = "e2e-k8s-crash"
-			must(t, os.WriteFile(filepath.Join(e.root, "cfg", "config.toml"),
-				[]byte(k.config(e, remote, freePort(t), freeUDPPort(t))), 0o600))
-			e.vars = append(e.vars, "BPM_KEYSTORE_PASSPHRASE=e2e passphrase")
+			k.use(e, remote, freePort(t), freeUDPPort(t))
 			plain := e.vars
 			e.vars = append(slices.Clip(plain), "BPM_CRASHPOINT="+c.point)
 			e.startManager()

@@ -3,9 +3,6 @@
 package e2e
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -39,34 +36,7 @@ func TestIntegrationSSHCrash(t *testing.T) {
 		t.Run(c.point, func(t *testing.T) {
 			e := newEnv(t)
 			e.bin = bin
-			hubPort := freeUDPPort(t)
-			cfg := fmt.Sprintf(`
-[manager]
-data_dir = %q
-runtime_dir = %q
-log_level = "debug"
-
-[proxy]
-listen = "127.0.0.1:0"
-
-[hub]
-listen = "0.0.0.0:%d"
-endpoint = "%s:%d"
-
-[remote.%s]
-type = "ssh"
-hosts = [%q]
-user = %q
-key = %q
-known_hosts = %q
-ssh_config = %q
-
-[remote.%s.runtime]
-type = "native"
-`, filepath.Join(e.root, "data"), filepath.Join(e.root, "run"), hubPort, s.HubAddr, hubPort,
-				remote, host, s.User, s.Key, s.KnownHosts, os.DevNull, remote)
-			must(t, os.WriteFile(filepath.Join(e.root, "cfg", "config.toml"), []byte(cfg), 0o600))
-			e.vars = append(e.vars, "BPM_KEYSTORE_PASSPHRASE=e2e passphrase")
+			e.useRemote(freePort(t), freeUDPPort(t), s.HubAddr, sshNativeRemote(remote, s, host))
 			plain := e.vars
 			e.vars = append(slices.Clip(plain), "BPM_CRASHPOINT="+c.point)
 			e.startManager()

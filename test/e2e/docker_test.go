@@ -52,31 +52,7 @@ func TestIntegrationDockerEndToEnd(t *testing.T) {
 
 	proxyPort, hubPort := freePort(t), freeUDPPort(t)
 	const remote = "e2e-tls"
-	cfg := fmt.Sprintf(`
-[manager]
-data_dir = %q
-runtime_dir = %q
-log_level = "debug"
-
-[proxy]
-listen = "127.0.0.1:%d"
-
-# Gateway containers reach the hub on a host address (any but loopback).
-[hub]
-listen = "0.0.0.0:%d"
-endpoint = "%s:%d"
-
-[remote.%s]
-type = "docker"
-endpoint = %q
-ca = %q
-cert = %q
-key = %q
-image_archives = { %q = %q }
-`, filepath.Join(e.root, "data"), filepath.Join(e.root, "run"), proxyPort, hubPort, d.BridgeGateway, hubPort,
-		remote, d.TLSHost, d.TLSCA, d.TLSCert, d.TLSKey, echoImage, archive)
-	must(t, os.WriteFile(filepath.Join(e.root, "cfg", "config.toml"), []byte(cfg), 0o600))
-	e.vars = append(e.vars, "BPM_KEYSTORE_PASSPHRASE=e2e passphrase")
+	e.useRemote(proxyPort, hubPort, d.BridgeGateway, dockerTLSRemote(remote, d, archive))
 	e.startManager()
 
 	var inst instance
@@ -186,35 +162,13 @@ func TestIntegrationDockerRegionsEndToEnd(t *testing.T) {
 	e.mustRun("package", "image", pkg, "-o", archive)
 	proxyPort, hubPort := freePort(t), freeUDPPort(t)
 	const remote = "e2e-regions"
-	cfg := fmt.Sprintf(`
-[manager]
-data_dir = %q
-runtime_dir = %q
-log_level = "debug"
-
-[proxy]
-listen = "127.0.0.1:%d"
-
-[hub]
-listen = "0.0.0.0:%d"
-endpoint = "%s:%d"
-
-[remote.%s]
-type = "docker"
-endpoint = %q
-ca = %q
-cert = %q
-key = %q
-image_archives = { %q = %q }
-
+	// Region a is the plain engine (the remote's endpoint), b the TLS one.
+	e.useRemote(proxyPort, hubPort, d.BridgeGateway, strings.Replace(dockerTLSRemote(remote, d, archive), d.TLSHost, d.Host, 1)+fmt.Sprintf(`
 [remote.%s.regions]
 primary = "a"
 replicas = ["b"]
 endpoints = { b = %q }
-`, filepath.Join(e.root, "data"), filepath.Join(e.root, "run"), proxyPort, hubPort, d.BridgeGateway, hubPort,
-		remote, d.Host, d.TLSCA, d.TLSCert, d.TLSKey, echoImage, archive, remote, d.TLSHost)
-	must(t, os.WriteFile(filepath.Join(e.root, "cfg", "config.toml"), []byte(cfg), 0o600))
-	e.vars = append(e.vars, "BPM_KEYSTORE_PASSPHRASE=e2e passphrase")
+`, remote, d.TLSHost))
 	e.startManager()
 
 	if _, errs, code := e.run("deploy", "--remote", remote, "--region", "mars", "--package", pkg); code != 6 || !strings.Contains(errs, `"mars"`) {

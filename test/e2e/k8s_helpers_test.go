@@ -76,22 +76,10 @@ func (k *k8sTarget) kubectl(args ...string) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
-// config is the bpm config of env e with the target as remote.
-func (k *k8sTarget) config(e *env, remote string, proxyPort, hubPort int) string {
-	return fmt.Sprintf(`
-[manager]
-data_dir = %q
-runtime_dir = %q
-log_level = "debug"
-
-[proxy]
-listen = "127.0.0.1:%d"
-
-# Pods reach the hub on the node's address, not on loopback.
-[hub]
-listen = "0.0.0.0:%d"
-endpoint = "%s:%d"
-
+// use makes the target e's remote: pods reach the hub on the node's
+// address.
+func (k *k8sTarget) use(e *env, remote string, proxyPort, hubPort int) {
+	e.useRemote(proxyPort, hubPort, k.env.Var("BPM_TEST_K8S_HUB_ADDR"), fmt.Sprintf(`
 [remote.%s]
 type = "kubernetes"
 kubeconfig = %q
@@ -99,8 +87,7 @@ context = %q
 namespace = %q
 gateway_image = %q
 gateway_pull_policy = "Never"
-`, filepath.Join(e.root, "data"), filepath.Join(e.root, "run"), proxyPort, hubPort, k.env.Var("BPM_TEST_K8S_HUB_ADDR"), hubPort,
-		remote, k.env.Kubernetes.Kubeconfig, k.env.Var("BPM_TEST_K8S_CONTEXT_A"), k.ns, k.gwRef)
+`, remote, k.env.Kubernetes.Kubeconfig, k.env.Var("BPM_TEST_K8S_CONTEXT_A"), k.ns, k.gwRef))
 }
 
 // instanceKinds are every kind of object bpm makes for an instance.

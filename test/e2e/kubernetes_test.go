@@ -25,8 +25,7 @@ func TestIntegrationKubernetesEndToEnd(t *testing.T) {
 	pkg := filepath.Join(repoRoot(t), "examples", "echo")
 	proxyPort, hubPort := freePort(t), freeUDPPort(t)
 	const remote = "e2e-k8s"
-	must(t, os.WriteFile(filepath.Join(e.root, "cfg", "config.toml"), []byte(k.config(e, remote, proxyPort, hubPort)), 0o600))
-	e.vars = append(e.vars, "BPM_KEYSTORE_PASSPHRASE=e2e passphrase")
+	k.use(e, remote, proxyPort, hubPort)
 	e.startManager()
 
 	var inst instance

@@ -30,33 +30,7 @@ func TestIntegrationSSHEndToEnd(t *testing.T) {
 	hosts := s.Hosts[:2]
 	proxyPort, hubPort := freePort(t), freeUDPPort(t)
 	const remote = "e2e-ssh"
-	cfg := fmt.Sprintf(`
-[manager]
-data_dir = %q
-runtime_dir = %q
-log_level = "debug"
-
-[proxy]
-listen = "127.0.0.1:%d"
-
-[hub]
-listen = "0.0.0.0:%d"
-endpoint = "%s:%d"
-
-[remote.%s]
-type = "ssh"
-hosts = [%q, %q]
-user = %q
-key = %q
-known_hosts = %q
-ssh_config = %q
-
-[remote.%s.runtime]
-type = "native"
-`, filepath.Join(e.root, "data"), filepath.Join(e.root, "run"), proxyPort, hubPort, s.HubAddr, hubPort,
-		remote, hosts[0], hosts[1], s.User, s.Key, s.KnownHosts, os.DevNull, remote)
-	must(t, os.WriteFile(filepath.Join(e.root, "cfg", "config.toml"), []byte(cfg), 0o600))
-	e.vars = append(e.vars, "BPM_KEYSTORE_PASSPHRASE=e2e passphrase")
+	e.useRemote(proxyPort, hubPort, s.HubAddr, sshNativeRemote(remote, s, hosts...))
 	// The gateways outlive the remote's instances by design; the test's
 	// must not outlive the test.
 	t.Cleanup(func() {
