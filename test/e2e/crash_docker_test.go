@@ -120,25 +120,7 @@ func newCrashEnv(t *testing.T, d testenv.Docker, bin, archive string) *env {
 
 func crashDockerDeploy(t *testing.T, d testenv.Docker, bin, pkg, archive, point, want string) {
 	e := newCrashEnv(t, d, bin, archive)
-	// Only the manager is armed: the CLI runs the same binary.
-	plain := e.vars
-	e.vars = append(slices.Clip(plain), "BPM_CRASHPOINT="+point)
-	e.startManager()
-	e.vars = plain
-
-	if out, errs, code := e.run("deploy", "--remote", crashRemote, "--package", pkg, "-o", "json"); code == 0 {
-		t.Fatalf("deploy succeeded although the manager was to die at %s:\n%s%s", point, out, errs)
-	}
-	select {
-	case <-e.mgrDone:
-	case <-time.After(time.Minute):
-		t.Fatalf("the deploy failed but the manager is still running (crash point %s never reached?)", point)
-	}
-	ws, ok := e.mgr.ProcessState.Sys().(syscall.WaitStatus)
-	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("manager ended with %v, want killed by SIGKILL at %s:\n%s", e.mgr.ProcessState, point, e.managerLog())
-	}
-	e.mgr = nil
+	e.crashDeploy(point, "--remote", crashRemote, "--package", pkg)
 
 	// The API answers only after the initial reconcile, so what follows
 	// sees its outcome.
@@ -172,6 +154,31 @@ func crashDockerDeploy(t *testing.T, d testenv.Docker, bin, pkg, archive, point,
 	if objs := remoteObjects(t, d, crashRemote); len(objs) > 0 {
 		t.Errorf("after terminating everything, the engine still holds %v", objs)
 	}
+}
+
+// crashDeploy starts e's manager armed to SIGKILL itself at point, runs
+// `bpm deploy ARGS` (which fails: the manager dies under it), and checks
+// the manager died of SIGKILL there. Only the manager is armed: the CLI
+// runs the same binary.
+func (e *env) crashDeploy(point string, args ...string) {
+	t := e.t
+	t.Helper()
+	plain := e.vars
+	e.vars = append(slices.Clip(plain), "BPM_CRASHPOINT="+point)
+	e.startManager()
+	e.vars = plain
+	if out, errs, code := e.run(append([]string{"deploy", "-o", "json"}, args...)...); code == 0 {
+		t.Fatalf("deploy succeeded although the manager was to die at %s:\n%s%s", point, out, errs)
+	}
+	select {
+	case <-e.mgrDone:
+	case <-time.After(time.Minute):
+		t.Fatalf("the deploy failed but the manager is still running (crash point %s never reached?)", point)
+	}
+	if ws, ok := e.mgr.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("manager ended with %v, want killed by SIGKILL at %s:\n%s", e.mgr.ProcessState, point, e.managerLog())
+	}
+	e.mgr = nil
 }
 
 // checkAccounted asserts the crash test's invariant: every instance bpm

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -43,23 +42,7 @@ func TestIntegrationKubernetesCrash(t *testing.T) {
 			e.bin = bin
 			const remote = "e2e-k8s-crash"
 			k.use(e, remote, freePort(t), freeUDPPort(t))
-			plain := e.vars
-			e.vars = append(slices.Clip(plain), "BPM_CRASHPOINT="+c.point)
-			e.startManager()
-			e.vars = plain
-
-			if out, errs, code := e.run("deploy", "--remote", remote, "--package", pkg, "-o", "json"); code == 0 {
-				t.Fatalf("deploy succeeded although the manager was to die at %s:\n%s%s", c.point, out, errs)
-			}
-			select {
-			case <-e.mgrDone:
-			case <-time.After(time.Minute):
-				t.Fatalf("the deploy failed but the manager is still running (crash point %s never reached?)", c.point)
-			}
-			if ws, ok := e.mgr.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-				t.Fatalf("manager ended with %v, want killed by SIGKILL at %s:\n%s", e.mgr.ProcessState, c.point, e.managerLog())
-			}
-			e.mgr = nil
+			e.crashDeploy(c.point, "--remote", remote, "--package", pkg)
 
 			e.startManager() // answers only after its first reconcile
 			list := e.list(true)

@@ -5,9 +5,7 @@ package e2e
 import (
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/bpm-project/bpm/internal/testenv"
 )
@@ -37,23 +35,7 @@ func TestIntegrationSSHCrash(t *testing.T) {
 			e := newEnv(t)
 			e.bin = bin
 			e.useRemote(freePort(t), freeUDPPort(t), s.HubAddr, sshNativeRemote(remote, s, host))
-			plain := e.vars
-			e.vars = append(slices.Clip(plain), "BPM_CRASHPOINT="+c.point)
-			e.startManager()
-			e.vars = plain
-
-			if out, errs, code := e.run("deploy", "--remote", remote, "--package", e.pkg, "-o", "json"); code == 0 {
-				t.Fatalf("deploy succeeded although the manager was to die at %s:\n%s%s", c.point, out, errs)
-			}
-			select {
-			case <-e.mgrDone:
-			case <-time.After(time.Minute):
-				t.Fatalf("the deploy failed but the manager is still running (crash point %s never reached?)", c.point)
-			}
-			if ws, ok := e.mgr.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-				t.Fatalf("manager ended with %v, want killed by SIGKILL at %s:\n%s", e.mgr.ProcessState, c.point, e.managerLog())
-			}
-			e.mgr = nil
+			e.crashDeploy(c.point, "--remote", remote, "--package", e.pkg)
 
 			e.startManager()
 			list := e.list(true)
