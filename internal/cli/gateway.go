@@ -34,6 +34,8 @@ without it, from the environment:
   BPM_GATEWAY_ALLOW             comma-separated CIDRs it may forward to
                                 (default: loopback and private ranges)
   BPM_GATEWAY_MTU               tunnel MTU (default 1420)
+  BPM_GATEWAY_BRIDGE_LISTEN     TCP address of the bridge relay for instance
+                                sidecars, e.g. :7004 (default: none)
 
 File keys are the same names in lower case without the prefix (allow is a list).`,
 		Example: `  bpm gateway --config /etc/bpm/gateway.toml
@@ -65,7 +67,7 @@ File keys are the same names in lower case without the prefix (allow is a list).
 	// reads the operator config.
 	cmd.Flags().StringVar(&file, "config", "", "gateway config file (TOML, or JSON by extension)")
 	cmd.Flags().BoolVar(&debug, "debug", false, "log WireGuard handshakes and keepalives")
-	cmd.AddCommand(newGatewayImageCommand(g))
+	cmd.AddCommand(newGatewayImageCommand(g), newBridgeRelayCommand(g))
 	return cmd
 }
 

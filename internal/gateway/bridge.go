@@ -23,8 +23,15 @@ type BridgeEndpoint struct {
 	InstanceID string `json:"instance_id"`
 	// Listen is an absolute unix socket path (the instance's
 	// BRIDGE_SOCKET_PATH) or a loopback TCP address 127.0.0.1:PORT or
-	// [::1]:PORT.
-	Listen string `json:"listen"`
+	// [::1]:PORT. Empty when Token is set: the instance's sidecar serves
+	// the socket and comes in through the relay port (bridgerelay.go).
+	Listen string `json:"listen,omitempty"`
+	// Token, in a request, admits the instance's relay sidecar on the
+	// gateway's relay port. It is never echoed back: replies and GET
+	// carry Relay instead.
+	Token string `json:"token,omitempty"`
+	// Relay is set in replies when the endpoint has a relay token.
+	Relay bool `json:"relay,omitempty"`
 	// Address is where the endpoint actually listens (set in replies; it
 	// differs from Listen only for port 0).
 	Address string `json:"address,omitempty"`
@@ -38,9 +45,13 @@ type PortReply struct {
 // bridgeEndpoint is one running endpoint.
 type bridgeEndpoint struct {
 	BridgeEndpoint
-	ln   net.Listener
-	unix *bridge.Unix
-	done chan struct{}
+	// token is the SHA-256 of the relay token (when hasToken): the token
+	// itself is not kept.
+	token    [32]byte
+	hasToken bool
+	ln       net.Listener
+	unix     *bridge.Unix
+	done     chan struct{}
 }
 
 // bridgeSet holds the endpoints by instance id.
@@ -57,9 +68,15 @@ func validateBridgeEndpoint(e BridgeEndpoint) error {
 	if e.InstanceID == "" || len(e.InstanceID) > 255 {
 		errs = append(errs, errors.New("instance_id: want 1 to 255 bytes"))
 	}
+	if e.Token != "" && (len(e.Token) < minRelayToken || len(e.Token) > 255) {
+		// The message never quotes the token.
+		errs = append(errs, fmt.Errorf("token: want %d to 255 bytes", minRelayToken))
+	}
 	switch {
+	case e.Listen == "" && e.Token != "":
+		// A relay-only endpoint: nothing to bind here.
 	case e.Listen == "":
-		errs = append(errs, errors.New("listen: required"))
+		errs = append(errs, errors.New("listen: required (or a token, for a relay sidecar)"))
 	case filepath.IsAbs(e.Listen):
 		if filepath.Clean(e.Listen) != e.Listen {
 			errs = append(errs, fmt.Errorf("listen %q: want a clean absolute path", e.Listen))
@@ -75,21 +92,38 @@ func validateBridgeEndpoint(e BridgeEndpoint) error {
 
 // exposeBridge starts (or keeps, when identical) instance e.InstanceID's
 // endpoint. A request naming another listen address replaces the old one,
-// so the manager can always just say what it wants.
+// so the manager can always just say what it wants; another token replaces
+// the old token (the listener stays).
 func (g *Gateway) exposeBridge(e BridgeEndpoint) (BridgeEndpoint, bool, error) {
 	if err := validateBridgeEndpoint(e); err != nil {
 		return BridgeEndpoint{}, false, err
 	}
+	token, hasToken := tokenDigest(e.Token), e.Token != ""
+	e.Token, e.Relay = "", hasToken
 	g.bridges.mu.Lock()
 	defer g.bridges.mu.Unlock()
 	if cur, ok := g.bridges.m[e.InstanceID]; ok {
 		if cur.Listen == e.Listen {
+			cur.token, cur.hasToken, cur.Relay = token, hasToken, hasToken
 			return cur.BridgeEndpoint, false, nil
 		}
 		cur.close()
 		delete(g.bridges.m, e.InstanceID)
 	}
-	be := &bridgeEndpoint{BridgeEndpoint: e, done: make(chan struct{})}
+	be := &bridgeEndpoint{BridgeEndpoint: e, token: token, hasToken: hasToken, done: make(chan struct{})}
+	if g.bridges.m == nil {
+		g.bridges.m = map[string]*bridgeEndpoint{}
+	}
+	if e.Listen == "" {
+		// Relay only: the sidecar's connections come in on the relay port.
+		close(be.done)
+		g.bridges.m[e.InstanceID] = be
+		if g.relayLn == nil {
+			g.log.Warn("gateway: bridge relay endpoint registered, but this gateway serves no relay port ("+EnvBridgeListen+" unset)", "instance", e.InstanceID)
+		}
+		g.log.Info("gateway: bridge relay endpoint up", "instance", e.InstanceID)
+		return be.BridgeEndpoint, true, nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var err error
@@ -106,9 +140,6 @@ func (g *Gateway) exposeBridge(e BridgeEndpoint) (BridgeEndpoint, bool, error) {
 		return BridgeEndpoint{}, false, fmt.Errorf("bridge endpoint %s: %w", e.InstanceID, err)
 	}
 	be.Address = be.ln.Addr().String()
-	if g.bridges.m == nil {
-		g.bridges.m = map[string]*bridgeEndpoint{}
-	}
 	g.bridges.m[e.InstanceID] = be
 	g.wg.Add(1)
 	go func() { defer g.wg.Done(); g.serveBridge(be) }()
@@ -140,6 +171,9 @@ func (g *Gateway) closeBridges() {
 }
 
 func (be *bridgeEndpoint) close() {
+	if be.ln == nil {
+		return // relay only
+	}
 	be.ln.Close()
 	<-be.done
 	if be.unix != nil {

@@ -49,6 +49,10 @@ type Config struct {
 	Prefix  netip.Prefix
 	Allow   []netip.Prefix
 	MTU     int
+	// BridgeListen, when set, is the TCP address of the bridge relay
+	// (bridgerelay.go), e.g. ":7004": where instances that cannot share a
+	// unix socket with the gateway reach their bridge.
+	BridgeListen string
 }
 
 // file keys, spelled exactly as accepted in a TOML or JSON config file.
@@ -61,6 +65,7 @@ var fileKeys = map[string]string{
 	"address":          EnvAddress,
 	"allow":            EnvAllow,
 	"mtu":              EnvMTU,
+	"bridge_listen":    EnvBridgeListen,
 }
 
 // ConfigFromEnv reads the configuration from BPM_GATEWAY_* variables.
@@ -103,7 +108,7 @@ func LoadConfigFile(path string) (Config, error) {
 	for _, k := range keys {
 		v := doc[k]
 		if _, ok := fileKeys[k]; !ok {
-			errs = append(errs, fmt.Errorf("%s: unknown key (known: address, allow, hub_address, hub_endpoint, hub_public_key, mtu, private_key, private_key_file)", k))
+			errs = append(errs, fmt.Errorf("%s: unknown key (known: address, allow, bridge_listen, hub_address, hub_endpoint, hub_public_key, mtu, private_key, private_key_file)", k))
 			continue
 		}
 		switch x := v.(type) {
@@ -244,6 +249,12 @@ func build(raw map[string]string, name func(string) string) (Config, error) {
 			bad("mtu", fmt.Errorf("%q: want a number from 1280 to 65535", v))
 		}
 		c.MTU = n
+	}
+	if v := strings.TrimSpace(raw["bridge_listen"]); v != "" {
+		if err := validRelayListen(v); err != nil {
+			bad("bridge_listen", err)
+		}
+		c.BridgeListen = v
 	}
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, err

@@ -17,13 +17,16 @@
 //	GET /v1/instances/health?addr=H:P[&http_path=/p][&timeout=2s]
 //	                                  a TCP connect or HTTP GET check run from
 //	                                  inside the remote (InstanceHealth)
-//	POST   /v1/bridge/instances       {"instance_id": ID, "listen": L}: serve
-//	                                  instance ID's bridge endpoint at L, an
-//	                                  absolute unix socket path (its
-//	                                  BRIDGE_SOCKET_PATH) or a loopback
-//	                                  127.0.0.1:PORT / [::1]:PORT; idempotent,
-//	                                  another L replaces the endpoint
-//	GET    /v1/bridge/instances       the endpoints served
+//	POST   /v1/bridge/instances       {"instance_id": ID, "listen": L,
+//	                                  "token": T}: serve instance ID's bridge
+//	                                  endpoint at L, an absolute unix socket
+//	                                  path (its BRIDGE_SOCKET_PATH) or a
+//	                                  loopback 127.0.0.1:PORT / [::1]:PORT,
+//	                                  and/or admit ID's relay sidecar with
+//	                                  token T on the relay port; idempotent,
+//	                                  another L or T replaces the old one
+//	GET    /v1/bridge/instances       the endpoints served ("relay": true for
+//	                                  a token; the token is never echoed)
 //	DELETE /v1/bridge/instances/{id}  close instance id's endpoint (404 if none)
 //	GET    /v1/bridge/port?preferred=N a port free on the remote's host, for
 //	                                  the bridge's RequestPort
@@ -48,6 +51,19 @@
 // socket, and a TCP one is loopback only, reachable by every local user of
 // the remote host: prefer the socket. Endpoints live in memory: a restarted
 // gateway serves none until the manager tells it again.
+//
+// The bridge relay port (bridgerelay.go, BridgeRelayPort, enabled by
+// BPM_GATEWAY_BRIDGE_LISTEN) is for instances that cannot share a unix
+// socket with the gateway: on Kubernetes the gateway is its own pod. A
+// sidecar in the instance's pod (`bpm gateway bridge-relay`) serves the
+// socket inside the pod and relays each connection over TCP to this port,
+// opening it with the instance id and a per-instance token that the
+// manager generated, gave the instance's Secret, and registered here with
+// POST. The token stands in for the socket's file permissions, which a
+// TCP port on the cluster network cannot have: only the holder of X's
+// token reaches X's bridge, the hub still checks that this gateway carries
+// X, tokens are compared in constant time as digests, and a refusal is one
+// log line with the claimed id and never the token.
 //
 // Errors are JSON {"error": {"code": ..., "message": ...}} as in package api.
 package gateway

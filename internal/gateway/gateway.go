@@ -23,8 +23,11 @@ type Gateway struct {
 	spoke *tunnel.Spoke
 	fwd   net.Listener
 	ctl   net.Listener
-	srv   *http.Server
-	wg    sync.WaitGroup
+	// relayLn is the bridge relay's TCP listener, nil without one
+	// (bridgerelay.go).
+	relayLn net.Listener
+	srv     *http.Server
+	wg      sync.WaitGroup
 	// bridges are the per-instance bridge endpoints the manager asked for
 	// (bridge.go).
 	bridges bridgeSet
@@ -75,6 +78,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Gateway, error) 
 		spoke.Close()
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	if err := g.startBridgeRelay(ctx); err != nil {
+		g.ctl.Close()
+		g.fwd.Close()
+		spoke.Close()
+		return nil, err
+	}
 	g.srv = &http.Server{Handler: g.controlHandler(), ReadHeaderTimeout: 10 * time.Second}
 	g.wg.Add(2)
 	go func() { defer g.wg.Done(); g.serveForward() }()
@@ -107,6 +116,9 @@ func (g *Gateway) Spoke() *tunnel.Spoke { return g.spoke }
 // closes the tunnel (which ends relayed connections).
 func (g *Gateway) Close(ctx context.Context) error {
 	g.fwd.Close()
+	if g.relayLn != nil {
+		g.relayLn.Close()
+	}
 	err := g.srv.Shutdown(ctx)
 	g.closeBridges()
 	g.spoke.Close()
