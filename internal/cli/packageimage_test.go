@@ -1,11 +1,7 @@
 package cli
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
-	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -14,40 +10,6 @@ import (
 
 	"github.com/bpm-project/bpm/internal/ociimage"
 )
-
-// layerFile returns the config and the one file of an image archive's
-// layer (ociimage's own tests check the archive's structure).
-func layerFile(t *testing.T, archive []byte) (ociimage.Config, *tar.Header, []byte) {
-	t.Helper()
-	files := map[string][]byte{}
-	tr := tar.NewReader(bytes.NewReader(archive))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		must(t, err)
-		b, _ := io.ReadAll(tr)
-		files[h.Name] = b
-	}
-	var idx ociimage.Index
-	var man ociimage.Manifest
-	var cfg ociimage.Config
-	blob := func(d string) []byte { return files["blobs/sha256/"+strings.TrimPrefix(d, "sha256:")] }
-	must(t, json.Unmarshal(files["index.json"], &idx))
-	must(t, json.Unmarshal(blob(idx.Manifests[0].Digest), &man))
-	must(t, json.Unmarshal(blob(man.Config.Digest), &cfg))
-	if got := idx.Manifests[0].Annotations[ociimage.RefNameAnnotation]; got != "bpm.local/echo:0.1.0" {
-		t.Errorf("image name = %q, want the container source's", got)
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(blob(man.Layers[0].Digest)))
-	must(t, err)
-	lr := tar.NewReader(zr)
-	h, err := lr.Next()
-	must(t, err)
-	b, _ := io.ReadAll(lr)
-	return cfg, h, b
-}
 
 func TestPackageImage(t *testing.T) {
 	if testing.Short() {
@@ -58,16 +20,18 @@ func TestPackageImage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("package image: %v\n%s", err, stderr)
 	}
-	archive, err := os.ReadFile(out)
+	f, err := os.Open(out)
 	must(t, err)
-	cfg, h, bin := layerFile(t, archive)
-	if h.Name != "echo" || h.Mode&0o111 == 0 {
-		t.Errorf("layer file = %s mode %o, want executable echo", h.Name, h.Mode)
+	defer f.Close()
+	img, err := ociimage.Read(f, 1<<30)
+	must(t, err)
+	if len(img.Files) != 1 || img.Files[0].Name != "echo" || img.Files[0].Mode&0o111 == 0 {
+		t.Fatalf("layer = %+v, want one executable echo", img.Files)
 	}
-	if len(cfg.Config.Entrypoint) != 1 || cfg.Config.Entrypoint[0] != "/echo" || cfg.Architecture != runtime.GOARCH {
-		t.Errorf("config = %+v", cfg)
+	if len(img.Entrypoint) != 1 || img.Entrypoint[0] != "/echo" || img.Arch != runtime.GOARCH || img.RefName != "bpm.local/echo:0.1.0" {
+		t.Errorf("image = entrypoint %v arch %s name %q", img.Entrypoint, img.Arch, img.RefName)
 	}
-	if arch, err := ociimage.CheckStaticELF(bytes.NewReader(bin)); err != nil || arch != runtime.GOARCH {
+	if arch, err := ociimage.CheckStaticELF(bytes.NewReader(img.Files[0].Data)); err != nil || arch != runtime.GOARCH {
 		t.Errorf("the packed binary: %q, %v; want a static %s executable", arch, err, runtime.GOARCH)
 	}
 }

@@ -258,3 +258,103 @@ func digest(b []byte) string {
 }
 
 func blobPath(d string) string { return "blobs/sha256/" + d[len("sha256:"):] }
+
+// Read parses an archive Write wrote (or any single-image OCI layout
+// archive with one layer of regular files and directories) back into an
+// Image, checking every blob against its digest and the layer against the
+// config's diff id. Tests use it to check what an image holds.
+func Read(r io.Reader, maxBytes int64) (Image, error) {
+	var img Image
+	files := map[string][]byte{}
+	tr := tar.NewReader(io.LimitReader(r, maxBytes))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return img, fmt.Errorf("image: read archive: %w", err)
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			return img, fmt.Errorf("image: read %s: %w", h.Name, err)
+		}
+		files[path.Clean(h.Name)] = b
+	}
+	blob := func(d Descriptor) ([]byte, error) {
+		if len(d.Digest) <= len("sha256:") || d.Digest[:len("sha256:")] != "sha256:" {
+			return nil, fmt.Errorf("image: digest %q: want sha256:HEX", d.Digest)
+		}
+		b, ok := files[blobPath(d.Digest)]
+		if !ok {
+			return nil, fmt.Errorf("image: blob %s missing", d.Digest)
+		}
+		if digest(b) != d.Digest || int64(len(b)) != d.Size {
+			return nil, fmt.Errorf("image: blob %s does not match its descriptor", d.Digest)
+		}
+		return b, nil
+	}
+	var idx Index
+	if err := json.Unmarshal(files["index.json"], &idx); err != nil {
+		return img, fmt.Errorf("image: index.json: %w", err)
+	}
+	if len(idx.Manifests) != 1 {
+		return img, fmt.Errorf("image: index.json lists %d manifests, want 1", len(idx.Manifests))
+	}
+	img.RefName = idx.Manifests[0].Annotations[RefNameAnnotation]
+	var man Manifest
+	var cfg Config
+	b, err := blob(idx.Manifests[0])
+	if err == nil {
+		err = json.Unmarshal(b, &man)
+	}
+	if err != nil {
+		return img, fmt.Errorf("image: manifest: %w", err)
+	}
+	if b, err = blob(man.Config); err == nil {
+		err = json.Unmarshal(b, &cfg)
+	}
+	if err != nil {
+		return img, fmt.Errorf("image: config: %w", err)
+	}
+	img.Entrypoint, img.Env, img.User, img.Arch = cfg.Config.Entrypoint, cfg.Config.Env, cfg.Config.User, cfg.Architecture
+	if len(man.Layers) != 1 || len(cfg.RootFS.DiffIDs) != 1 {
+		return img, fmt.Errorf("image: %d layers, %d diff ids; want one of each", len(man.Layers), len(cfg.RootFS.DiffIDs))
+	}
+	lb, err := blob(man.Layers[0])
+	if err != nil {
+		return img, err
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(lb))
+	if err != nil {
+		return img, fmt.Errorf("image: layer: %w", err)
+	}
+	layer, err := io.ReadAll(io.LimitReader(zr, maxBytes))
+	if err != nil {
+		return img, fmt.Errorf("image: layer: %w", err)
+	}
+	if digest(layer) != cfg.RootFS.DiffIDs[0] {
+		return img, errors.New("image: the layer does not match the config's diff id")
+	}
+	lr := tar.NewReader(bytes.NewReader(layer))
+	for {
+		h, err := lr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return img, fmt.Errorf("image: layer: %w", err)
+		}
+		f := File{Name: path.Clean(h.Name), Mode: h.Mode, UID: h.Uid, GID: h.Gid, Dir: h.Typeflag == tar.TypeDir}
+		if !f.Dir {
+			if f.Data, err = io.ReadAll(lr); err != nil {
+				return img, fmt.Errorf("image: layer %s: %w", h.Name, err)
+			}
+		}
+		img.Files = append(img.Files, f)
+	}
+	return img, nil
+}
