@@ -182,7 +182,13 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 		// The tunnel transport (remotebridge.go): the endpoint is the
 		// gateway's, on the remote's host.
 		env["BRIDGE_SOCKET_PATH"] = path
-		if err := m.startRemoteBridge(dctx, inst.ID, provider.PeerName(remote, preq.Site), sid, path, exposeWait); err != nil {
+		// A relaying provider's sidecar serves path and needs the
+		// instance's token (set in env here, for the provider's secret).
+		token, err := m.remoteRelayToken(p, inst.ID, env)
+		if err == nil {
+			err = m.startRemoteBridge(dctx, inst.ID, provider.PeerName(remote, preq.Site), sid, path, token, exposeWait)
+		}
+		if err != nil {
 			log.Warn("bridge not started", "err", err)
 			m.store.AppendEvent(dctx, inst.ID, "bridge", "bridge not started; the service cannot register through it: "+err.Error())
 		}

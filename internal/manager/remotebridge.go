@@ -2,6 +2,10 @@ package manager
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +19,7 @@ import (
 	"github.com/bpm-project/bpm/internal/bridge"
 	"github.com/bpm-project/bpm/internal/gateway"
 	"github.com/bpm-project/bpm/internal/health"
+	"github.com/bpm-project/bpm/internal/keystore"
 	"github.com/bpm-project/bpm/internal/provider"
 	"github.com/bpm-project/bpm/internal/registry"
 	"github.com/bpm-project/bpm/internal/state"
@@ -45,6 +50,30 @@ import (
 // As upstream does for remote deployments, nothing waits for the bridge: a
 // service that never dials it works without one, and a gateway that is not
 // up yet gets told once it is.
+//
+// Relaying providers (bridgeRelayer: Kubernetes, where the gateway is its
+// own pod and cannot share a unix socket with an instance's) put a sidecar
+// in the instance's pod that serves BRIDGE_SOCKET_PATH and relays to the
+// gateway's relay port over the cluster network (gateway/bridgerelay.go).
+// There a socket's file permissions cannot say who is calling, so each
+// instance gets a secret token: the manager passes it to the provider in
+// the deploy's env (gateway.EnvRelayToken), which must put it only in a
+// secret the sidecar reads, and registers it with the gateway in place of
+// a socket path. The gateway admits a relay connection for instance X only
+// with X's token; the hub still admits only the gateway that carries X.
+//
+// The token is derived, not stored: HMAC-SHA256 keyed by one secret kept in
+// the keystore (relayKeyName), over the instance id. Why not a random token
+// per instance in the keystore: the gateway forgets its endpoints when it
+// restarts and the manager re-exposes them (exposeLoop, syncRemoteBridges
+// after a manager restart), so the token must be recoverable; deriving it
+// writes nothing per instance (no entry to create before the intent row,
+// to delete at terminate, or to leak when a terminate is cut short),
+// gives a re-deploy the same Secret (no pod roll), and keeps nothing in
+// clear text anywhere but the instance's own secret. Instance ids are
+// random and never reused, so no two instances share a token. Deleting
+// the keystore entry rotates every token; running instances then need a
+// re-deploy to reach their bridge.
 
 // exposeRefresh is how often a remote bridge's endpoint is asserted again
 // at its gateway: the bound on how long a restarted gateway serves none.
@@ -60,6 +89,85 @@ type remoteBridgeState struct {
 	mu  sync.Mutex
 	hub *tunnel.Hub
 	mux *bridge.TunnelMux
+	// relayKey keys the relay tokens (remoteRelayToken), read from the
+	// keystore once.
+	relayKey []byte
+}
+
+// bridgeRelayer is a remote provider whose instances reach the gateway's
+// relay port through a sidecar instead of sharing a socket with it. It gets
+// the instance's relay token in DeployRequest.Env[gateway.EnvRelayToken].
+type bridgeRelayer interface {
+	BridgeRelay() bool
+}
+
+// relayKeyName is the keystore entry keying the relay tokens.
+const relayKeyName = "bpm-bridge-relay-key"
+
+// relayTokenLabel separates relay tokens from any other use of the key.
+const relayTokenLabel = "bpm bridge relay token v1\x00"
+
+// remoteRelayToken returns instance id's relay token when p relays, and
+// sets it in env for the provider; "" when p does not relay.
+func (m *Manager) remoteRelayToken(p provider.Provider, id string, env map[string]string) (string, error) {
+	if r, ok := p.(bridgeRelayer); !ok || !r.BridgeRelay() {
+		return "", nil
+	}
+	key, err := m.relayKey()
+	if err != nil {
+		return "", fmt.Errorf("bridge relay token: %w", err)
+	}
+	tok := relayToken(key, id)
+	if env != nil {
+		env[gateway.EnvRelayToken] = tok
+	}
+	return tok, nil
+}
+
+// relayToken derives instance id's token from key.
+func relayToken(key []byte, id string) string {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(relayTokenLabel))
+	mac.Write([]byte(id))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// relayKey returns the relay token key, generating and storing it in the
+// keystore on first use. Cached: the keystore is opened once anyway.
+func (m *Manager) relayKey() ([]byte, error) {
+	m.rbridges.mu.Lock()
+	key := m.rbridges.relayKey
+	m.rbridges.mu.Unlock()
+	if key != nil {
+		return key, nil
+	}
+	m.hubs.mu.Lock()
+	defer m.hubs.mu.Unlock()
+	ks, err := m.keystoreLocked()
+	if err != nil {
+		return nil, err
+	}
+	v, err := ks.Get(relayKeyName)
+	switch {
+	case err == nil:
+		if key, err = base64.StdEncoding.DecodeString(v); err != nil || len(key) < 32 {
+			return nil, fmt.Errorf("keystore entry %s: want 32 or more base64 bytes", relayKeyName)
+		}
+	case errors.Is(err, keystore.ErrNotFound):
+		key = make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+		if err := ks.Set(relayKeyName, base64.StdEncoding.EncodeToString(key)); err != nil {
+			return nil, fmt.Errorf("store keystore entry %s: %w", relayKeyName, err)
+		}
+	default:
+		return nil, fmt.Errorf("keystore entry %s: %w", relayKeyName, err)
+	}
+	m.rbridges.mu.Lock()
+	m.rbridges.relayKey = key
+	m.rbridges.mu.Unlock()
+	return key, nil
 }
 
 // remoteBridgePath is where remote instance (bid, sid) dials its bridge on
@@ -146,10 +254,12 @@ func (m *Manager) gatewayClient(remote string) (*gateway.Client, error) {
 }
 
 // startRemoteBridge serves remote instance id's bridge through the tunnel
-// and has the gateway expose it at path on the remote. It returns once the
-// gateway serves the endpoint, or after wait with the exposing left to the
-// background. Starting a bridge the instance has is a no-op.
-func (m *Manager) startRemoteBridge(ctx context.Context, id, remote string, sid uint64, path string, wait time.Duration) error {
+// and has the gateway expose it at path on the remote, or, with a relay
+// token, admit the instance's relay sidecar with it (the sidecar serves
+// path). It returns once the gateway serves the endpoint, or after wait
+// with the exposing left to the background. Starting a bridge the instance
+// has is a no-op.
+func (m *Manager) startRemoteBridge(ctx context.Context, id, remote string, sid uint64, path, token string, wait time.Duration) error {
 	m.bridges.mu.Lock()
 	_, ok := m.bridges.m[id]
 	m.bridges.mu.Unlock()
@@ -206,7 +316,11 @@ func (m *Manager) startRemoteBridge(ctx context.Context, id, remote string, sid 
 		defer close(b.done)
 		var wg sync.WaitGroup
 		wg.Add(1)
-		go func() { defer wg.Done(); m.exposeLoop(bctx, log, remote, id, path, exposed) }()
+		ep := gateway.BridgeEndpoint{InstanceID: id, Listen: path}
+		if token != "" {
+			ep = gateway.BridgeEndpoint{InstanceID: id, Token: token}
+		}
+		go func() { defer wg.Done(); m.exposeLoop(bctx, log, remote, ep, exposed) }()
 		if err := srv.ServeTransport(bctx, tr); err != nil {
 			log.Warn("bridge stopped", "err", err)
 		}
@@ -316,10 +430,10 @@ func (m *Manager) instanceHost(ctx context.Context, id, remote string) (string, 
 // quickly until it first succeeds (closing exposed), then every
 // exposeRefresh. POST is idempotent, so repeating it costs one small
 // request and heals a gateway restart.
-func (m *Manager) exposeLoop(ctx context.Context, log *slog.Logger, remote, id, path string, exposed chan struct{}) {
+func (m *Manager) exposeLoop(ctx context.Context, log *slog.Logger, remote string, ep gateway.BridgeEndpoint, exposed chan struct{}) {
 	wait, failed := 250*time.Millisecond, false
 	for {
-		err := m.exposeRemoteBridge(ctx, remote, id, path)
+		err := m.exposeRemoteBridge(ctx, remote, ep)
 		switch {
 		case err == nil:
 			if exposed != nil {
@@ -344,7 +458,10 @@ func (m *Manager) exposeLoop(ctx context.Context, log *slog.Logger, remote, id, 
 	}
 }
 
-func (m *Manager) exposeRemoteBridge(ctx context.Context, remote, id, path string) error {
+// exposeRemoteBridge sends ep to remote's gateway. The endpoint may carry
+// the instance's relay token: it goes only into the request body, over the
+// tunnel, and no error here quotes the body.
+func (m *Manager) exposeRemoteBridge(ctx context.Context, remote string, ep gateway.BridgeEndpoint) error {
 	c, err := m.gatewayClient(remote)
 	if err != nil {
 		return err
@@ -352,7 +469,7 @@ func (m *Manager) exposeRemoteBridge(ctx context.Context, remote, id, path strin
 	defer c.CloseIdleConnections()
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err = c.ExposeBridge(cctx, gateway.BridgeEndpoint{InstanceID: id, Listen: path})
+	_, err = c.ExposeBridge(cctx, ep)
 	return err
 }
 
@@ -391,9 +508,16 @@ func (m *Manager) syncRemoteBridges(ctx context.Context) {
 		if path == "" {
 			continue
 		}
+		// The same token the deploy gave the instance's secret: derived
+		// again, not stored.
+		token, err := m.remoteRelayToken(p, in.ID, nil)
+		if err != nil {
+			m.log.Warn("remote bridge not restored", "instance", in.ID, "err", err)
+			continue
+		}
 		// No wait: the instances are running already, and a gateway that is
 		// not back yet must not hold up the manager's start.
-		if err := m.startRemoteBridge(ctx, in.ID, provider.PeerName(in.Remote, in.Site), in.ServiceID, path, 0); err != nil {
+		if err := m.startRemoteBridge(ctx, in.ID, provider.PeerName(in.Remote, in.Site), in.ServiceID, path, token, 0); err != nil {
 			m.log.Warn("remote bridge not restored", "instance", in.ID, "err", err)
 		}
 	}
