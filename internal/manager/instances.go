@@ -309,7 +309,12 @@ func (m *Manager) Terminate(ctx context.Context, id string) (api.Instance, error
 	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 	defer cancel()
 	m.setState(tctx, id, provider.StateTerminating, "")
-	if len(inst.Handle) > 0 {
+	// A remote instance without a handle (its deploy failed, or was cut
+	// short before the handle was recorded) may still have left something
+	// on the target — a container, the remote's gateway — which remote
+	// providers find by the instance id alone. A local one without a
+	// handle never started a supervisor.
+	if len(inst.Handle) > 0 || inst.Remote != LocalRemote {
 		err := p.Terminate(tctx, provider.Ref{InstanceID: id, Remote: inst.Remote, Handle: inst.Handle})
 		if err != nil && !errors.Is(err, provider.ErrNotFound) {
 			msg := "terminate failed: " + err.Error()

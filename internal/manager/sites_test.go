@@ -139,3 +139,66 @@ type = "sitedremote"
 		t.Fatalf("hub peers after s2's last instance = %v, want farm.s1", got)
 	}
 }
+
+// failRemote fails every deploy after "making" something, and records
+// which instances it was asked to terminate.
+type failRemote struct {
+	sitedRemote
+	terminated []string
+}
+
+var failing = &failRemote{sitedRemote: sitedRemote{inner: &procRemote{}}}
+
+func init() {
+	provider.Register(provider.Info{
+		Type:      "failremote",
+		Remote:    true,
+		NewConfig: func() any { return &procRemoteConfig{} },
+		New:       func(context.Context, provider.Env) (provider.Provider, error) { return failing, nil },
+	})
+}
+
+func (p *failRemote) Type() string { return "failremote" }
+func (p *failRemote) Deploy(context.Context, provider.DeployRequest) (provider.Handle, error) {
+	return nil, fmt.Errorf("engine said no")
+}
+func (p *failRemote) Terminate(_ context.Context, ref provider.Ref) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.terminated = append(p.terminated, ref.InstanceID)
+	return nil
+}
+
+// TestTerminateFailedRemoteDeploy: a remote instance whose deploy failed
+// has no handle, but terminating it still asks its provider to remove
+// whatever the attempt left (found by instance id), so nothing — a created
+// container, the remote's gateway — outlives it.
+func TestTerminateFailedRemoteDeploy(t *testing.T) {
+	f := newFixtureConfig(t, fmt.Sprintf(`
+[hub]
+listen = ":%d"
+
+[remote.broken]
+type = "failremote"
+`, freeUDPPort(t)))
+	f.keystore = memKeystoreOpener()
+	f.start()
+	ctx := ctxT(t)
+	dir, _ := f.writePackage("http")
+	if _, err := f.client.Deploy(ctx, api.DeployRequest{PackagePath: dir, Remote: "broken"}); err == nil {
+		t.Fatal("deploy to a remote whose provider fails succeeded")
+	}
+	list, err := f.client.List(ctx, api.ListOptions{All: true})
+	if err != nil || len(list) != 1 || list[0].State != "failed" {
+		t.Fatalf("list = %+v, %v; want the failed instance", list, err)
+	}
+	if _, err := f.client.Terminate(ctx, list[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	failing.mu.Lock()
+	got := slices.Clone(failing.terminated)
+	failing.mu.Unlock()
+	if !slices.Contains(got, list[0].ID) {
+		t.Errorf("provider terminated %v, want %s (no handle, found by id)", got, list[0].ID)
+	}
+}
