@@ -49,6 +49,11 @@ type Source struct {
 	Kind SourceKind `toml:"kind"`
 	// container
 	Image string `toml:"image"`
+	// Archive is an image archive (`docker save` or OCI layout, as `bpm
+	// package image` writes) holding Image, relative to the manifest's
+	// directory: engines without registry access load it from there. An
+	// operator's [remote.NAME] image_archives entry for the same image wins.
+	Archive string `toml:"archive"`
 	// native
 	Binaries []Binary `toml:"binaries"`
 	// Args are passed to the process (or the container) on start; they are

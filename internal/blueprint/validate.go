@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"path/filepath"
 	"strings"
 	"unicode"
 )
@@ -96,6 +97,9 @@ func (s Source) validate(ps *problems, f string) {
 		if dir && s.Dir != "" {
 			ps.add(f+".dir", "not allowed for %s sources", s.Kind)
 		}
+		if image && s.Archive != "" {
+			ps.add(f+".archive", "not allowed for %s sources", s.Kind)
+		}
 	}
 	switch s.Kind {
 	case "":
@@ -110,6 +114,9 @@ func (s Source) validate(ps *problems, f string) {
 			ps.add(f+".image", "%q must not contain whitespace", s.Image)
 		case strings.Contains(s.Image, "://"):
 			ps.add(f+".image", "%q must be an image reference, not a URL", s.Image)
+		}
+		if a := s.Archive; a != "" && (filepath.IsAbs(a) || !filepath.IsLocal(a)) {
+			ps.add(f+".archive", "%q must be a path inside the package directory", a)
 		}
 		notFor(false, true, true)
 	case SourceNative:

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -334,7 +335,11 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 		return nil, p.wrap("inspect "+name, err)
 	}
 
-	if err := p.ensureImage(ctx, src.Image); err != nil {
+	pkgArchive := ""
+	if src.Archive != "" {
+		pkgArchive = filepath.Join(req.Package.Dir, src.Archive)
+	}
+	if err := p.ensureImage(ctx, src.Image, pkgArchive); err != nil {
 		return nil, fmt.Errorf("docker: deploy %s: %w", name, err)
 	}
 
@@ -437,8 +442,9 @@ func envList(env map[string]string) []string {
 }
 
 // ensureImage makes ref present on the engine: already there, else loaded
-// from the archive the operator configured for it, else pulled.
-func (p *Provider) ensureImage(ctx context.Context, ref string) error {
+// from the archive the operator configured for it, else from the one the
+// package ships (pkgArchive, "" for none), else pulled.
+func (p *Provider) ensureImage(ctx context.Context, ref, pkgArchive string) error {
 	ok, err := p.cli.imageExists(ctx, ref)
 	if err != nil {
 		return p.wrap("inspect image "+ref, err)
@@ -448,6 +454,9 @@ func (p *Provider) ensureImage(ctx context.Context, ref string) error {
 	}
 	if path := p.cfg.ImageArchives[ref]; path != "" {
 		return p.loadArchive(ctx, ref, path)
+	}
+	if pkgArchive != "" {
+		return p.loadArchive(ctx, ref, pkgArchive)
 	}
 	fmt.Fprintf(p.opts.Progress, "docker: pulling %s on remote %s\n", ref, p.remote)
 	if err := p.cli.imagePull(ctx, ref, p.opts.Progress); err != nil {
