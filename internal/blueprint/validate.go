@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"math/big"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"slices"
-	"path/filepath"
 	"strings"
 	"unicode"
 )
