@@ -8,7 +8,12 @@
 // checked on the host, then renamed into place), the package's binary to
 // ~/.bpm/pkg/sha256-<hash>, spec.json (0600; it holds the env) to
 // ~/.bpm/instances/<id>/, and `bpm supervise --dir DIR` is started in its
-// own session. Status, logs and liveness are read back over SFTP; health
+// own session. Issue 7 asks for the gateway to supervise native instances;
+// a supervisor per instance does the same work (restart with backoff,
+// rotated logs, graceful stop) with one process's fate per instance: a
+// gateway restart (a new key, a new bpm) or crash does not stop or
+// restart the services, and the code is the local provider's, tested
+// there. Status, logs and liveness are read back over SFTP; health
 // checks and instance traffic go through direct-tcpip channels to the
 // service's loopback port, so nothing listens on the host's network.
 //
