@@ -151,6 +151,18 @@ func (r collection) apply(ctx context.Context, obj *object) error {
 	return r.request(req).Name(obj.Metadata.Name).VersionedParams(&opts, r.params).Do(ctx).Error()
 }
 
+// applyInto is apply, decoding the object the API server answers with
+// into out (for fields it fills in, such as a Service's cluster IP).
+func (r collection) applyInto(ctx context.Context, obj *object, out runtime.Object) error {
+	req, err := apply.NewRequest(r.rc, obj)
+	if err != nil {
+		return err
+	}
+	force := true
+	opts := metav1.PatchOptions{FieldManager: FieldManager, Force: &force}
+	return r.request(req).Name(obj.Metadata.Name).VersionedParams(&opts, r.params).Do(ctx).Into(out)
+}
+
 // delete deletes the named object.
 func (r collection) delete(ctx context.Context, name string, opts metav1.DeleteOptions) error {
 	return r.request(r.rc.Delete()).Name(name).Body(&opts).Do(ctx).Error()

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/bpm-project/bpm/internal/blueprint"
+	"github.com/bpm-project/bpm/internal/gateway"
 	"github.com/bpm-project/bpm/internal/provider"
 )
 
@@ -64,16 +65,37 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 	}
 	name, ns, labels := objectName(req.InstanceID), p.ns(), p.labels(req)
 
+	// The bridge relay token (bridge.go) goes to the sidecar's own Secret,
+	// never into the instance's env.
+	token := req.Env[gateway.EnvRelayToken]
+	var relay string
+	if token != "" {
+		if relay, err = p.gatewayRelayAddr(ctx); err != nil {
+			return nil, err
+		}
+	}
+
 	// The env lives only in the Secret: a Deployment's env is readable by
 	// anyone who may read Deployments, and shows in `kubectl describe`.
 	data := make(map[string][]byte, len(req.Env))
 	for k, v := range req.Env {
-		data[k] = []byte(v)
+		if k != gateway.EnvRelayToken {
+			data[k] = []byte(v)
+		}
 	}
 	sec := newObject("v1", "Secret", name, ns, labels)
 	sec.Type, sec.Data = corev1.SecretTypeOpaque, data
 	if err := p.applyFirst(ctx, sec); err != nil {
 		return nil, err
+	}
+	if token != "" {
+		// Before the pod, which needs it: a sidecar without its token
+		// would wait in CreateContainerConfigError.
+		bsec := newObject("v1", "Secret", bridgeSecretName(req.InstanceID), ns, labels)
+		bsec.Type, bsec.Data = corev1.SecretTypeOpaque, map[string][]byte{gateway.EnvRelayToken: []byte(token)}
+		if err := p.api.secrets(ns).apply(ctx, bsec); err != nil {
+			return nil, wrapAPI("apply secret "+bsec.Metadata.Name, err)
+		}
 	}
 
 	ctr := &container{Name: "service", Image: image, Args: args,
@@ -108,7 +130,14 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 		ctr.VolumeMounts = []volumeMount{{Name: "data", MountPath: DataDir}}
 		ctr.Env = []envVar{{Name: "DATA_DIR", Value: DataDir}}
 	}
-	podSpec := podSpec{Containers: []container{*ctr},
+	var initCtrs []container
+	var vols []volume
+	if token != "" {
+		path := p.BridgeSocketPath(req.BlueprintID, req.ServiceID)
+		ctr.VolumeMounts = append(ctr.VolumeMounts, volumeMount{Name: bridgeVolumeName, MountPath: gateway.BridgeDir})
+		initCtrs, vols = []container{p.bridgeSidecar(req.InstanceID, path, relay)}, []volume{bridgeVolume()}
+	}
+	podSpec := podSpec{Containers: []container{*ctr}, InitContainers: initCtrs, Volumes: vols,
 		// Instances talk to the chain and the manager, not to the
 		// Kubernetes API: no token in the pod.
 		AutomountServiceAccountToken: false,
@@ -261,7 +290,7 @@ func readinessProbe(m blueprint.Manifest) *probe {
 	if path[0] != '/' {
 		path = "/" + path
 	}
-	pr := &probe{PeriodSeconds: 1, HTTPGet: httpGetAction{Path: path, Port: intstr.FromInt(port)}}
+	pr := &probe{PeriodSeconds: 1, HTTPGet: &httpGetAction{Path: path, Port: intstr.FromInt(port)}}
 	if t := m.Health.Timeout.Duration; t > 0 {
 		pr.TimeoutSeconds = int32(max(1, t.Seconds()))
 	}

@@ -90,7 +90,8 @@ func TestIntegrationQuota(t *testing.T) {
 	cfg.Resources.MemoryLimit = "64Mi"
 	p := newProvider(t, "k8s-quota", cfg)
 	t.Cleanup(func() { newProvider(t, "k8s-quota", e.config(1)) })
-	if hard := e.kubectlOut(t, c.name, "-n", c.namespace, "get", "resourcequota", "bpm", "-o", "jsonpath={.spec.hard}"); !strings.Contains(hard, `"count/deployments.apps":"2"`) || !strings.Contains(hard, `"limits.cpu":"200m"`) {
+	if hard := e.kubectlOut(t, c.name, "-n", c.namespace, "get", "resourcequota", "bpm", "-o", "jsonpath={.spec.hard}"); !strings.Contains(hard, `"count/deployments.apps":"2"`) || !strings.Contains(hard, `"limits.cpu":"300m"`) {
+		// 100m for the instance, 100m for its bridge sidecar, 100m for the gateway.
 		t.Errorf("quota hard = %s", hard)
 	}
 	first, err := deployT(t, ctx, p, "k8s-quota", probePackage(e.image))

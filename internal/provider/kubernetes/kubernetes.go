@@ -61,6 +61,9 @@ type Provider struct {
 	// back a gateway that the last instance's terminate removed after it
 	// was established. Guarded by lifecycle.
 	tunnel *provider.TunnelSpec
+	// relayAddr is the gateway relay Service's ClusterIP:port, which
+	// bridge sidecars dial (bridge.go). Guarded by lifecycle.
+	relayAddr string
 }
 
 var (
@@ -156,6 +159,8 @@ func (p *Provider) applyQuota(ctx context.Context) error {
 		return nil
 	}
 	n := int64(r.MaxInstances)
+	// Each instance pod also runs the bridge sidecar (bridge.go), whose
+	// limits the quota counts too.
 	hard := corev1.ResourceList{
 		// One more than max_instances: the gateway is a Deployment too.
 		"count/deployments.apps": *resource.NewQuantity(n+1, resource.DecimalSI),
@@ -165,7 +170,7 @@ func (p *Provider) applyQuota(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("kubernetes: cpu_limit: %w", err)
 		}
-		total := resource.NewMilliQuantity(q.MilliValue()*n+gatewayCPU.MilliValue(), resource.DecimalSI)
+		total := resource.NewMilliQuantity((q.MilliValue()+sidecarCPULimit.MilliValue())*n+gatewayCPU.MilliValue(), resource.DecimalSI)
 		hard[corev1.ResourceLimitsCPU] = *total
 	}
 	if r.MemoryLimit != "" {
@@ -173,7 +178,7 @@ func (p *Provider) applyQuota(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("kubernetes: memory_limit: %w", err)
 		}
-		hard[corev1.ResourceLimitsMemory] = *resource.NewQuantity(q.Value()*n+gatewayMemory.Value(), resource.BinarySI)
+		hard[corev1.ResourceLimitsMemory] = *resource.NewQuantity((q.Value()+sidecarMemLimit.Value())*n+gatewayMemory.Value(), resource.BinarySI)
 	}
 	quota := newObject("v1", "ResourceQuota", "bpm", p.ns(), map[string]string{LabelManagedBy: managedBy, LabelRemote: p.remote})
 	quota.Spec = resourceQuotaSpec{Hard: hard}

@@ -2,6 +2,7 @@ package kubernetes
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
@@ -76,7 +77,13 @@ type volumeClaimSpec struct {
 }
 
 type labelSelector struct {
-	MatchLabels map[string]string `json:"matchLabels"`
+	MatchLabels      map[string]string          `json:"matchLabels"`
+	MatchExpressions []labelSelectorRequirement `json:"matchExpressions,omitempty"`
+}
+
+type labelSelectorRequirement struct {
+	Key      string `json:"key"`
+	Operator string `json:"operator"`
 }
 
 type podTemplateSpec struct {
@@ -85,7 +92,10 @@ type podTemplateSpec struct {
 }
 
 type podSpec struct {
+	// InitContainers holds the bridge sidecar (restartPolicy Always).
+	InitContainers               []container            `json:"initContainers,omitempty"`
 	Containers                   []container            `json:"containers"`
+	Volumes                      []volume               `json:"volumes,omitempty"`
 	AutomountServiceAccountToken bool                   `json:"automountServiceAccountToken"`
 	EnableServiceLinks           bool                   `json:"enableServiceLinks"`
 	NodeSelector                 map[string]string      `json:"nodeSelector,omitempty"`
@@ -114,6 +124,8 @@ type container struct {
 	Ports           []containerPort   `json:"ports,omitempty"`
 	Resources       resources         `json:"resources"`
 	ReadinessProbe  *probe            `json:"readinessProbe,omitempty"`
+	StartupProbe    *probe            `json:"startupProbe,omitempty"`
+	RestartPolicy   string            `json:"restartPolicy,omitempty"`
 	VolumeMounts    []volumeMount     `json:"volumeMounts,omitempty"`
 	SecurityContext *securityContext  `json:"securityContext,omitempty"`
 }
@@ -140,9 +152,25 @@ type resources struct {
 }
 
 type probe struct {
-	HTTPGet        httpGetAction `json:"httpGet"`
-	PeriodSeconds  int32         `json:"periodSeconds"`
-	TimeoutSeconds int32         `json:"timeoutSeconds,omitempty"`
+	HTTPGet          *httpGetAction `json:"httpGet,omitempty"`
+	Exec             *execAction    `json:"exec,omitempty"`
+	PeriodSeconds    int32          `json:"periodSeconds"`
+	TimeoutSeconds   int32          `json:"timeoutSeconds,omitempty"`
+	FailureThreshold int32          `json:"failureThreshold,omitempty"`
+}
+
+type execAction struct {
+	Command []string `json:"command"`
+}
+
+type volume struct {
+	Name     string          `json:"name"`
+	EmptyDir *emptyDirSource `json:"emptyDir,omitempty"`
+}
+
+type emptyDirSource struct {
+	Medium    string            `json:"medium,omitempty"`
+	SizeLimit resource.Quantity `json:"sizeLimit"`
 }
 
 type httpGetAction struct {

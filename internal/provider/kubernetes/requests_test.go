@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/bpm-project/bpm/internal/blueprint"
+	"github.com/bpm-project/bpm/internal/gateway"
 	"github.com/bpm-project/bpm/internal/provider"
 )
 
@@ -79,6 +80,14 @@ func TestRequests(t *testing.T) {
 			return err
 		}
 	}
+	// A deploy from the manager, which gives a relaying provider the
+	// instance's bridge relay token: the sidecar, its Secret, the volume.
+	deployBridge := func(ctx context.Context, p *Provider) error {
+		_, err := p.Deploy(ctx, provider.DeployRequest{InstanceID: ref.InstanceID, Remote: ref.Remote,
+			BlueprintID: 7, ServiceID: 42, Package: withStorage, Env: map[string]string{"A": "1", "SERVICE_ID": "42",
+				"BRIDGE_SOCKET_PATH": p.BridgeSocketPath(7, 42), gateway.EnvRelayToken: "relay-token-must-stay-in-its-secret"}})
+		return err
+	}
 	for _, tc := range []struct {
 		name string
 		cfg  func() *Config
@@ -92,6 +101,7 @@ func TestRequests(t *testing.T) {
 		{name: "deploy-bare", cfg: NewConfig, run: deploy(bare), sorted: true},
 		{name: "deploy-storage", cfg: func() *Config { c := NewConfig(); c.Resources.MaxInstances = 2; return c }, run: deploy(withStorage), sorted: true},
 		{name: "deploy-isolated", cfg: NewConfig, run: deploy(isolated), sorted: true},
+		{name: "deploy-bridge", cfg: func() *Config { c := NewConfig(); c.GatewayImage = "gw:dev"; return c }, run: deployBridge, sorted: true},
 		{name: "deploy-isolated-storage", cfg: func() *Config { c := NewConfig(); c.RuntimeClass = "kata-fc"; return c }, run: deploy(isolatedStorage), sorted: true},
 		{name: "tunnel", cfg: func() *Config {
 			c := full()
@@ -272,6 +282,15 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	reply := func(s string) { _, _ = io.WriteString(w, s) }
 	switch {
+	case r.Method == http.MethodPatch && resource == "services":
+		// The API server assigns the cluster IP.
+		var obj map[string]any
+		_ = json.Unmarshal(body, &obj)
+		if spec, ok := obj["spec"].(map[string]any); ok {
+			spec["clusterIP"] = "10.0.0.10"
+		}
+		b, _ := json.Marshal(obj)
+		_, _ = w.Write(b)
 	case r.Method == http.MethodPatch:
 		_, _ = w.Write(body)
 	case r.Method == http.MethodDelete:

@@ -198,7 +198,9 @@ func workloadStatus(w workload, pod *corev1.Pod) provider.Status {
 		return st
 	}
 	st.Since = pod.CreationTimestamp.Time
-	for _, cs := range pod.Status.ContainerStatuses {
+	// The bridge sidecar is an init container: its image and config
+	// problems keep the service from starting, so they count the same.
+	for _, cs := range slices.Concat(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses) {
 		st.Restarts += int(cs.RestartCount)
 		if w := cs.State.Waiting; w != nil {
 			switch w.Reason {

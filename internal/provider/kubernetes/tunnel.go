@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/bpm-project/bpm/internal/gateway"
 	"github.com/bpm-project/bpm/internal/provider"
 )
 
@@ -51,23 +52,18 @@ func (p *Provider) applyGateway(ctx context.Context, spec provider.TunnelSpec) e
 	if err := p.api.secrets(ns).apply(ctx, sec); err != nil {
 		return wrapAPI("apply gateway secret", err)
 	}
-	image := p.cfg.GatewayImage
-	if image == "" {
-		image = DefaultGatewayImage
-	}
-	pull := corev1.PullIfNotPresent
-	if p.cfg.GatewayPullPolicy != "" {
-		pull = corev1.PullPolicy(p.cfg.GatewayPullPolicy)
-	}
+	image, pull := p.gatewayImage()
 	ctr := container{Name: "gateway", Image: image, ImagePullPolicy: pull,
 		EnvFrom: []envFromSource{{SecretRef: localObjectReference{Name: gatewayName(p.remote)}}},
+		// The bridge relay for the instances' sidecars (bridge.go); not a
+		// secret, so not in the Secret.
+		Env:   []envVar{{Name: gateway.EnvBridgeListen, Value: relayListen}},
+		Ports: []containerPort{{Name: relayPortName, ContainerPort: gateway.BridgeRelayPort, Protocol: corev1.ProtocolTCP}},
 		Resources: resources{
 			Requests: corev1.ResourceList{corev1.ResourceCPU: gatewayCPU, corev1.ResourceMemory: gatewayMemory},
 			Limits:   corev1.ResourceList{corev1.ResourceCPU: gatewayCPU, corev1.ResourceMemory: gatewayMemory}},
 		// Userspace WireGuard: no capabilities, no TUN device.
-		SecurityContext: &securityContext{AllowPrivilegeEscalation: false,
-			RunAsNonRoot: true, RunAsUser: 65534,
-			Capabilities: capabilities{Drop: []corev1.Capability{"ALL"}}}}
+		SecurityContext: unprivileged()}
 	dep := newObject("apps/v1", "Deployment", gatewayName(p.remote), ns, labels)
 	dep.Spec = deploymentSpec{Replicas: 1,
 		// Recreate: two gateways with one key would fight over the hub's
@@ -82,7 +78,7 @@ func (p *Provider) applyGateway(ctx context.Context, spec provider.TunnelSpec) e
 	if err := p.api.deployments(ns).apply(ctx, dep); err != nil {
 		return wrapAPI("apply gateway", err)
 	}
-	return nil
+	return p.applyGatewayRelay(ctx)
 }
 
 // gatewaySelector selects everything of this remote's gateway: its
@@ -138,12 +134,19 @@ func (p *Provider) removeGatewayIfLast(ctx context.Context) error {
 	ns, sel := p.ns(), p.gatewaySelector()
 	bg := metav1.DeletePropagationBackground
 	del := metav1.DeleteOptions{PropagationPolicy: &bg}
+	// The relay Service (no deletecollection for Services) and its
+	// NetworkPolicy; the next gateway gets a new address.
+	if err := p.api.services(ns).delete(ctx, gatewayName(p.remote), del); err != nil && !apierrors.IsNotFound(err) {
+		return wrapAPI("remove gateway service", err)
+	}
+	p.relayAddr = ""
 	for _, c := range []struct {
 		what string
 		col  collection
 	}{
 		{"deployment", p.api.deployments(ns)},
 		{"secret", p.api.secrets(ns)},
+		{"networkpolicy", p.api.networkPolicies(ns)},
 		// As in Terminate: bounded by the pod's grace period, not the
 		// garbage collector.
 		{"pods", p.api.pods(ns)},
