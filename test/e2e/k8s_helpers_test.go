@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/bpm-project/bpm/internal/testenv"
 )
@@ -108,3 +110,69 @@ func (k *k8sTarget) instanceObjects(t *testing.T, id string) []string {
 	}
 	return strings.Fields(out)
 }
+
+// checkBridge proves that instance id, running as a pod of remote, reached
+// its bridge from inside the pod: the manager recorded the bridge's first
+// ping through the remote's gateway, and echo logged its registration. It
+// also checks how: the pod runs the bpm-bridge sidecar, the relay token is
+// in the sidecar's Secret only (not in the Secret the service imports),
+// and no log — the manager's, the gateway's, the sidecar's — nor `bpm
+// status` shows it.
+func (k *k8sTarget) checkBridge(t *testing.T, e *env, id, remote string) {
+	t.Helper()
+	var events string
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		if events = e.mustRun("status", "--instance", id); strings.Contains(events, "the service pinged its bridge through the "+remote+" gateway") {
+			break
+		}
+	}
+	if !strings.Contains(events, "the service pinged its bridge through the "+remote+" gateway") {
+		t.Errorf("status shows no bridge ping from the pod:\n%s", events)
+	}
+	// Echo pings first (the event), then registers and logs it.
+	var logs string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		if logs = e.mustRun("logs", "--tail", "50", id); strings.Contains(logs, "bridge: registered") {
+			break
+		}
+	}
+	if !strings.Contains(logs, "bridge: registered") {
+		t.Errorf("echo's logs show no registration through the bridge:\n%s", logs)
+	}
+
+	if out, err := k.kubectl("get", "pods", "-n", k.ns, "-l", "bpm.instance="+id, "-o",
+		`jsonpath={.items[*].spec.initContainers[*].name} {.items[*].spec.initContainers[*].restartPolicy}`); err != nil || out != "bpm-bridge Always" {
+		t.Errorf("the pod's sidecar: %q (%v), want bpm-bridge as a native sidecar", out, err)
+	}
+	keys, err := k.kubectl("get", "secret", "bpm-"+id, "-n", k.ns, "-o", "jsonpath={.data}")
+	if err != nil || strings.Contains(keys, "BPM_BRIDGE_RELAY_TOKEN") || !strings.Contains(keys, "BRIDGE_SOCKET_PATH") {
+		t.Errorf("the service's Secret: %v, want BRIDGE_SOCKET_PATH and no relay token", err)
+	}
+	enc, err := k.kubectl("get", "secret", "bpm-"+id+"-bridge", "-n", k.ns, "-o", "jsonpath={.data.BPM_BRIDGE_RELAY_TOKEN}")
+	if err != nil {
+		t.Fatalf("the sidecar's Secret: %v: %s", err, enc)
+	}
+	tok, err := base64.StdEncoding.DecodeString(enc)
+	if err != nil || len(tok) < 32 {
+		t.Fatalf("the sidecar's token: %d bytes (%v)", len(tok), err)
+	}
+	if out, err := k.kubectl("get", "networkpolicy", gatewayObjectName(remote), "-n", k.ns, "-o",
+		`jsonpath={.spec.ingress[*].ports[*].port} {.spec.ingress[*].from[*].podSelector.matchExpressions[*].key}`); err != nil || out != "bridge-relay bpm.instance" {
+		t.Errorf("the gateway's NetworkPolicy: %q (%v), want the relay port from instance pods only", out, err)
+	}
+	gwLogs, _ := k.kubectl("logs", "-n", k.ns, "deployment/"+gatewayObjectName(remote))
+	sideLogs, _ := k.kubectl("logs", "-n", k.ns, "deployment/bpm-"+id, "-c", "bpm-bridge")
+	if !strings.Contains(gwLogs, "bridge relay endpoint up") || !strings.Contains(sideLogs, "bridge relay up") {
+		t.Errorf("gateway or sidecar logs do not show the relay:\n%s\n--\n%s", gwLogs, sideLogs)
+	}
+	for where, text := range map[string]string{"manager log": e.managerLog(), "gateway log": gwLogs,
+		"sidecar log": sideLogs, "bpm status": events, "bpm list": e.mustRun("list", "-o", "json")} {
+		if strings.Contains(text, string(tok)) {
+			t.Errorf("the relay token is in the %s", where)
+		}
+	}
+}
+
+// gatewayObjectName is the provider's name for a remote's gateway objects
+// (for remote names without "_").
+func gatewayObjectName(remote string) string { return "bpm-gateway-" + remote }

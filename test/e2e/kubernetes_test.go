@@ -15,10 +15,12 @@ import (
 // TestIntegrationKubernetesEndToEnd is issue #8's end to end: with the
 // gateway image (`bpm gateway image`) and echo's (`bpm package image`)
 // imported into the cluster's containerd, `bpm deploy --remote <context>
-// --package examples/echo` starts the gateway and the pod; a request with a
-// token goes through the auth proxy and the tunnel to the pod; and `bpm
-// terminate` removes every object bpm made for the instance, as the real
-// kubectl sees it.
+// --package examples/echo` starts the gateway and the pod; echo registers
+// through its bridge from the pod (the bpm-bridge sidecar and the
+// gateway's relay port, checkBridge); a request with a token goes through
+// the auth proxy and the tunnel to the pod; and `bpm terminate` removes
+// every object bpm made for the instance, and with the last instance the
+// gateway's, as the real kubectl sees it.
 func TestIntegrationKubernetesEndToEnd(t *testing.T) {
 	k := newK8sTarget(t)
 	e := newEnv(t)
@@ -50,6 +52,7 @@ func TestIntegrationKubernetesEndToEnd(t *testing.T) {
 	if strings.Contains(e.managerLog(), "must-not-leak") {
 		t.Error("the manager logged an environment value")
 	}
+	k.checkBridge(t, e, inst.ID, remote)
 
 	e.mustRun("terminate", inst.ID)
 	var left []string
@@ -60,6 +63,17 @@ func TestIntegrationKubernetesEndToEnd(t *testing.T) {
 	}
 	if len(left) > 0 {
 		t.Errorf("objects of %s left after terminate: %v", inst.ID, left)
+	}
+	// The remote's last instance took the gateway, its relay Service and
+	// NetworkPolicy with it.
+	var gw string
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		if gw, _ = k.kubectl("get", "deployment,service,networkpolicy,secret", "-n", k.ns, "-l", "bpm.component=gateway", "-o", "name"); gw == "" {
+			break
+		}
+	}
+	if gw != "" {
+		t.Errorf("gateway objects left after the last instance's terminate: %s", gw)
 	}
 	if code, _ := proxied(t, proxy+"/after", strings.TrimSpace(string(tok))); code == 200 {
 		t.Error("the proxy still routes to a terminated instance")
