@@ -162,6 +162,13 @@ ssh_up() {
     nsenter --net="/run/netns/$ns" -- \
     -H "unix://$SSH_PUBLIC/docker.sock" --group "$SSH_USER" \
     --bridge "$BPMTE_PREFIX-d3" --iptables=false --ip-masq=false
+  # Containers on ssh1's engine reach this machine (the hub) as containers
+  # on a real host do: forwarded and masqueraded behind the host's address.
+  # dockerd runs with --iptables=false, so the rule is ours; it goes with
+  # the namespace on the way down.
+  ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
+  ip netns exec "$ns" iptables -t nat -C POSTROUTING -o eth0 -j MASQUERADE 2>/dev/null ||
+    ip netns exec "$ns" iptables -t nat -A POSTROUTING -o eth0 -j MASQUERADE
   for i in "${SSH_HOSTS[@]}"; do
     wait_for "sshd on bpmte-ssh$i ($(_ssh_ip "$i"):22, log $SSH_RUN/ssh$i/sshd.log)" 30 _ssh_banner "$(_ssh_ip "$i")"
   done

@@ -120,3 +120,99 @@ func sshRun(t *testing.T, s testenv.SSH, hostport, command string) string {
 	}
 	return strings.TrimSpace(string(out))
 }
+
+// TestIntegrationSSHDockerEndToEnd: the ssh provider's docker runtime, on
+// the test host that runs a Docker engine. The image comes with the
+// package (its container source's archive, loaded through the engine
+// socket over SSH); the host's site gets its gateway container on that
+// engine; a request with a token goes through the proxy and that tunnel to
+// the container; terminate removes the container and, with the site's
+// last instance, its gateway.
+func TestIntegrationSSHDockerEndToEnd(t *testing.T) {
+	tenv := testenv.Require(t, "ssh")
+	s := tenv.SSH
+	e := newEnv(t)
+	// echo, as a container whose image ships in the package.
+	pkg := filepath.Join(e.root, "echo-container")
+	must(t, os.MkdirAll(pkg, 0o755))
+	e.mustRun("package", "image", filepath.Join(repoRoot(t), "examples", "echo"), "-o", filepath.Join(pkg, "echo.tar"), "--tag", "bpm-e2e/echo:ssh")
+	must(t, os.WriteFile(filepath.Join(pkg, "blueprint.toml"), []byte(`
+name = "echo"
+version = "0.1.0"
+blueprint_id = 1
+
+[[sources]]
+kind = "container"
+image = "bpm-e2e/echo:ssh"
+archive = "echo.tar"
+args = ["--listen", "0.0.0.0"]
+
+[[ports]]
+name = "http"
+port = 8080
+
+[env]
+PORT = "8080"
+
+[health]
+http = "/healthz"
+interval = "1s"
+timeout = "500ms"
+`), 0o644))
+	proxyPort, hubPort := freePort(t), freeUDPPort(t)
+	const remote = "e2e-sshdocker"
+	e.useRemote(proxyPort, hubPort, s.HubAddr, fmt.Sprintf(`
+[remote.%s]
+type = "ssh"
+hosts = [%q]
+user = %q
+key = %q
+known_hosts = %q
+ssh_config = %q
+
+[remote.%s.runtime]
+type = "docker"
+docker_socket = "unix://%s"
+`, remote, s.DockerHost, s.User, s.Key, s.KnownHosts, os.DevNull, remote, s.DockerSocket))
+	e.startManager()
+
+	var inst instance
+	must(t, json.Unmarshal([]byte(e.mustRun("deploy", "--remote", remote, "--package", pkg, "-o", "json")), &inst))
+	e.waitState(inst.ID, "running")
+	var st struct {
+		Site string `json:"site"`
+	}
+	must(t, json.Unmarshal([]byte(e.mustRun("status", "--instance", inst.ID, "-o", "json")), &st))
+	if st.Site == "" {
+		t.Fatal("the instance has no site: the docker runtime should run a gateway per host")
+	}
+	docker := func(args ...string) (string, error) {
+		cmd := exec.Command("docker", append([]string{"-H", "unix://" + s.DockerSocket}, args...)...)
+		cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+t.TempDir())
+		out, err := cmd.CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	gw := "bpm-gateway-" + remote + "." + st.Site
+	if _, err := docker("inspect", gw); err != nil {
+		t.Fatalf("the site's gateway container %s: %v", gw, err)
+	}
+
+	proxy := fmt.Sprintf("http://127.0.0.1:%d", proxyPort)
+	dir := t.TempDir()
+	keyFile, tokFile := filepath.Join(dir, "api.key"), filepath.Join(dir, "token")
+	e.mustRun("auth", "key", "create", "--service-id", fmt.Sprint(inst.ServiceID), "--save", keyFile)
+	e.mustRun("auth", "token", "--proxy", proxy, "--api-key-file", keyFile, "--save", tokFile)
+	tok, err := os.ReadFile(tokFile)
+	must(t, err)
+	body := waitProxied(t, proxy+"/over-ssh-docker", strings.TrimSpace(string(tok)))
+	if !strings.Contains(body, `"path": "/over-ssh-docker"`) {
+		t.Fatalf("through the proxy: %s", body)
+	}
+	e.mustRun("terminate", inst.ID)
+	for _, name := range []string{inst.ID, gw} {
+		if _, err := docker("inspect", name); err == nil {
+			t.Errorf("container %s still on the engine after the site's last instance", name)
+		}
+	}
+	docker("image", "rm", "-f", "bpm-e2e/echo:ssh")
+}

@@ -53,11 +53,11 @@
 // This package adds what spreading a remote over several engines needs:
 // placement, the handle naming the host ({"host":…,"docker":<the docker
 // provider's handle>}), finding an instance on the hosts when the handle is
-// lost, listing each engine once even when several hosts reach it, and one
-// gateway container per remote (where it already runs, else on the first
-// reachable host; one found elsewhere is removed). The docker provider
-// removes a host's gateway container with the remote's last instance on
-// that engine, as it does for a docker remote.
+// lost, and a gateway container per host: each host is a site (sites.go),
+// and its docker.Provider is named REMOTE.SITE, so its containers, network,
+// bridge volume and gateway are its own even when several hosts reach one
+// engine. The docker provider removes a site's gateway container with its
+// last instance, as it does for a docker remote.
 //
 // Placement is the same for both runtimes: the reachable host with the
 // fewest bpm instances per CPU, counting the deploys still in flight there;

@@ -49,7 +49,10 @@ func (p *Provider) engine(addr string) (*docker.Provider, error) {
 	dc := docker.NewConfig()
 	// The cap is the ssh remote's, over all hosts; placement enforces it.
 	dc.Tunnel, dc.Pricing = p.cfg.Tunnel, p.cfg.Pricing
-	e, err := docker.New(p.opts.Remote, dc, docker.Options{
+	// Each host is a site (sites.go) with its own gateway: its containers,
+	// network, bridge volume and gateway are named for REMOTE.SITE, so
+	// hosts that reach one engine never touch each other's objects.
+	e, err := docker.New(provider.PeerName(p.opts.Remote, p.siteOf[addr]), dc, docker.Options{
 		Dial: func(ctx context.Context) (net.Conn, error) {
 			c, err := p.pool.get(ctx, addr)
 			if err != nil {
@@ -153,7 +156,20 @@ func containerHandle(addr string, dh provider.Handle) provider.Handle {
 func (p *Provider) deployContainer(ctx context.Context, req provider.DeployRequest) (provider.Handle, error) {
 	ref := provider.Ref{InstanceID: req.InstanceID, Remote: req.Remote}
 	addr, e, _, err := p.locate(ctx, ref)
-	if err != nil {
+	if err != nil && req.Site != "" && (errors.Is(err, provider.ErrNotFound) || errors.As(err, new(*errUnreached))) {
+		// Placed already (Place): the site's host.
+		var ok bool
+		if addr, ok = p.hostOf[req.Site]; !ok {
+			return nil, fmt.Errorf("ssh: deploy %s: site %q is none of the remote's hosts", req.InstanceID, req.Site)
+		}
+		if r, ok := p.takeReservation(req.InstanceID); ok {
+			defer r.release()
+		}
+		e, err = p.engine(addr)
+		if err != nil {
+			return nil, fmt.Errorf("ssh: deploy %s: %w", req.InstanceID, err)
+		}
+	} else if err != nil {
 		if !errors.Is(err, provider.ErrNotFound) && !errors.As(err, new(*errUnreached)) {
 			return nil, fmt.Errorf("ssh: deploy %s: %w", req.InstanceID, err)
 		}
@@ -248,24 +264,15 @@ func (p *Provider) containerLogs(ctx context.Context, ref provider.Ref, opts pro
 
 // listContainers lists the remote's containers on every host. An
 // unreachable host is an error: reconcile must not read its instances as
-// gone. Hosts that reach one engine list it once, under the first of them
-// in config order.
+// gone. Each host lists only its own site's containers, so hosts that
+// reach one engine never list a container twice.
 func (p *Provider) listContainers(ctx context.Context) ([]provider.Owned, error) {
 	var out []provider.Owned
-	seen := map[string]bool{}
 	for _, addr := range p.hosts {
 		e, err := p.engine(addr)
 		if err != nil {
 			return nil, fmt.Errorf("ssh: list: %w", err)
 		}
-		id, err := e.EngineID(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("ssh: list %s: %w", addr, err)
-		}
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
 		owned, err := e.ListOwned(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("ssh: list %s: %w", addr, err)
@@ -284,6 +291,23 @@ func (p *Provider) listContainers(ctx context.Context) ([]provider.Owned, error)
 // session from each other. The docker provider does the rest (image from
 // the bpm binary, same config kept, changed config replaced).
 func (p *Provider) establishContainer(ctx context.Context, spec provider.TunnelSpec) (provider.TunnelInfo, error) {
+	if spec.Site != "" {
+		// A site's gateway runs on its host's engine, beside the
+		// containers of that site.
+		addr, ok := p.hostOf[spec.Site]
+		if !ok {
+			return provider.TunnelInfo{}, fmt.Errorf("ssh: tunnel: site %q is none of the remote's hosts", spec.Site)
+		}
+		e, err := p.engine(addr)
+		if err != nil {
+			return provider.TunnelInfo{}, err
+		}
+		info, err := e.EstablishTunnel(ctx, spec)
+		if err != nil {
+			return provider.TunnelInfo{}, fmt.Errorf("ssh: tunnel %s on %s: %w", provider.PeerName(spec.Remote, spec.Site), addr, err)
+		}
+		return info, nil
+	}
 	type eng struct {
 		addr string
 		e    *docker.Provider

@@ -9,13 +9,12 @@ import (
 	"github.com/bpm-project/bpm/internal/provider"
 )
 
-// Sites. A native instance binds to its own host's loopback, so only a
-// gateway on that host can reach it: the native runtime is a
-// provider.Sited whose sites are its hosts, each with its own gateway and
-// hub peer (REMOTE.SITE). Place runs the same placement Deploy would and
-// reserves the host; the manager then establishes that site's tunnel and
-// calls Deploy with the site. The docker runtime keeps one gateway per
-// remote (Place answers ""), on the network its containers share.
+// Sites. A native instance binds to its own host's loopback, and a
+// container to its host engine's private network, so only a gateway on that
+// host can reach it: the provider is a provider.Sited whose sites are its
+// hosts, each with its own gateway and hub peer (REMOTE.SITE). Place runs
+// the same placement Deploy would and reserves the host; the manager then
+// establishes that site's tunnel and calls Deploy with the site.
 
 var _ provider.Sited = (*Provider)(nil)
 
@@ -56,12 +55,9 @@ func siteName(addr string) string {
 	return s
 }
 
-// Place picks the host of a new native instance and returns its site; the
+// Place picks the host of a new instance and returns its site; the
 // host stays reserved for req.InstanceID until Deploy takes it.
 func (p *Provider) Place(ctx context.Context, req provider.DeployRequest) (string, error) {
-	if p.dockerRuntime() {
-		return "", nil
-	}
 	if err := checkID(req.InstanceID); err != nil {
 		return "", fmt.Errorf("ssh: place: %w", err)
 	}
