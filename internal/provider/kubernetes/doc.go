@@ -10,4 +10,8 @@
 // admitting only the gateway, all named bpm-<instance id>, labelled with
 // their owner, and written by server-side apply with field manager "bpm", so
 // a deploy is idempotent and a restarted manager finds everything by label.
+// An instance whose deploy carries a bridge relay token also gets the
+// bpm-bridge sidecar and its own Secret for the token (bridge.go): pods
+// cannot share the gateway's unix socket, so the sidecar relays the
+// instance's bridge to the gateway's relay Service.
 package kubernetes
