@@ -192,14 +192,49 @@ func startedOnTarget(s provider.State) bool {
 func (m *Manager) healthLoop(ctx context.Context) {
 	t := time.NewTicker(m.healthInt)
 	defer t.Stop()
+	// Instances still starting are looked at more often: the route to an
+	// instance (and so the first answer through the proxy) follows the
+	// status that says it answers, and a manifest's interval of seconds
+	// would add up to that much to every deploy's time to ready.
+	fast := time.NewTicker(startingInterval)
+	defer fast.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-fast.C:
+			m.checkStarting(ctx)
+			continue
 		case <-t.C:
 		}
 		m.checkAll(ctx)
 		m.meterTick(ctx) // cost: heartbeat and budget alerts (cost.go)
+	}
+}
+
+// startingInterval is how often an instance still starting (creating,
+// within its start grace) is checked.
+const startingInterval = 250 * time.Millisecond
+
+// checkStarting refreshes the instances still starting. It reads the
+// in-memory instance table, so it costs nothing while none is.
+func (m *Manager) checkStarting(ctx context.Context) {
+	for _, in := range m.cache.matching(state.Filter{}) {
+		if in.State != provider.StateCreating || len(in.Handle) == 0 || time.Since(in.CreatedAt) > m.startGrace {
+			continue
+		}
+		p, err := m.providerFor(ctx, in.Remote)
+		if err != nil {
+			continue
+		}
+		unlock := m.lockInstance(in.ID)
+		cur, err := m.store.GetInstance(ctx, in.ID)
+		if err == nil && cur.State == provider.StateCreating {
+			if _, err := m.refresh(ctx, p, cur); err != nil {
+				m.log.Debug("starting: status", "instance", in.ID, "err", err)
+			}
+		}
+		unlock()
 	}
 }
 

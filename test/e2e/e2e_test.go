@@ -50,7 +50,7 @@ func TestMain(m *testing.M) {
 // env is one isolated bpm installation: config, data and runtime dirs under
 // a temp dir, and an echo package on a free port.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	root    string
 	pkg     string
 	port    int
@@ -74,7 +74,7 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	// Short paths: unix socket paths are limited to 108 bytes.
 	root, err := os.MkdirTemp("", "bpm-e2e-")
@@ -131,7 +131,7 @@ timeout = "500ms"
 	return e
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

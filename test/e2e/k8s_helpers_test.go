@@ -36,7 +36,7 @@ var (
 // One tag, re-imported each run, so the node does not collect images.
 const k8sGatewayRef = "localhost/bpm-e2e/gateway:e2e"
 
-func newK8sTarget(t *testing.T) *k8sTarget {
+func newK8sTarget(t testing.TB) *k8sTarget {
 	t.Helper()
 	tenv := testenv.Require(t, "kubernetes")
 	k8sImagesOnce.Do(func() {
