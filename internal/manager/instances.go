@@ -314,6 +314,12 @@ func (m *Manager) Terminate(ctx context.Context, id string) (api.Instance, error
 	// on the target — a container, the remote's gateway — which remote
 	// providers find by the instance id alone. A local one without a
 	// handle never started a supervisor.
+	if inst.Remote != LocalRemote {
+		// The remote's last instance may take its gateway with it: tell
+		// the gateway to close the bridge endpoint while it still answers,
+		// not after (that call would wait out its timeout).
+		m.stopBridge(tctx, id, false)
+	}
 	if len(inst.Handle) > 0 || inst.Remote != LocalRemote {
 		err := p.Terminate(tctx, provider.Ref{InstanceID: id, Remote: inst.Remote, Handle: inst.Handle})
 		if err != nil && !errors.Is(err, provider.ErrNotFound) {
