@@ -178,7 +178,7 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 				m.store.AppendEvent(dctx, inst.ID, "bridge", "bridge not started; the service cannot register through it: "+err.Error())
 			}
 		}
-	} else if path := remoteBridgePath(p, bid, sid); path != "" {
+	} else if path := remoteBridgePath(p, preq.Site, bid, sid); path != "" {
 		// The tunnel transport (remotebridge.go): the endpoint is the
 		// gateway's, on the remote's host.
 		env["BRIDGE_SOCKET_PATH"] = path

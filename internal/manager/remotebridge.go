@@ -170,9 +170,18 @@ func (m *Manager) relayKey() ([]byte, error) {
 	return key, nil
 }
 
-// remoteBridgePath is where remote instance (bid, sid) dials its bridge on
-// its own host, or "" when p has no bridge convention.
-func remoteBridgePath(p provider.Provider, bid, sid uint64) string {
+// siteBridgeSocketer is BridgeSocketPath for a Sited provider whose path
+// depends on the site (an SSH host's home directory).
+type siteBridgeSocketer interface {
+	SiteBridgeSocketPath(site string, blueprintID, serviceID uint64) string
+}
+
+// remoteBridgePath is where remote instance (bid, sid) at site dials its
+// bridge on its own host, or "" when p has no bridge convention.
+func remoteBridgePath(p provider.Provider, site string, bid, sid uint64) string {
+	if sb, ok := p.(siteBridgeSocketer); ok {
+		return sb.SiteBridgeSocketPath(site, bid, sid)
+	}
 	bs, ok := p.(bridgeSocketer)
 	if !ok {
 		return ""
@@ -504,7 +513,7 @@ func (m *Manager) syncRemoteBridges(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		path := remoteBridgePath(p, in.BlueprintID, in.ServiceID)
+		path := remoteBridgePath(p, in.Site, in.BlueprintID, in.ServiceID)
 		if path == "" {
 			continue
 		}

@@ -83,6 +83,7 @@ func TestIntegrationSSHEndToEnd(t *testing.T) {
 		if !strings.Contains(body, `"path": "/from-the-hub"`) || !strings.Contains(body, `"SERVICE_ID": "`+fmt.Sprint(inst.ServiceID)+`"`) {
 			t.Fatalf("through the proxy to %s: %s", inst.ID, body)
 		}
+		checkBridged(t, e, inst.ID)
 		// "[b]p-…" keeps the remote shell running pgrep from matching itself.
 		running := "pgrep -f '[b]" + inst.ID[1:] + "' || true"
 		if out := sshRun(t, s, hosts[0], running); out == "" {
@@ -208,6 +209,7 @@ docker_socket = "unix://%s"
 	if !strings.Contains(body, `"path": "/over-ssh-docker"`) {
 		t.Fatalf("through the proxy: %s", body)
 	}
+	checkBridged(t, e, inst.ID)
 	e.mustRun("terminate", inst.ID)
 	for _, name := range []string{inst.ID, gw} {
 		if _, err := docker("inspect", name); err == nil {
@@ -215,4 +217,17 @@ docker_socket = "unix://%s"
 		}
 	}
 	docker("image", "rm", "-f", "bpm-e2e/echo:ssh")
+}
+
+// checkBridged asserts that instance id registered through its bridge: the
+// manager recorded its first ping, relayed by its gateway, and echo logged
+// the registration.
+func checkBridged(t *testing.T, e *env, id string) {
+	t.Helper()
+	if st := e.mustRun("status", "--instance", id); !strings.Contains(st, "pinged its bridge") {
+		t.Errorf("%s: status shows no bridge ping:\n%s", id, st)
+	}
+	if logs := e.mustRun("logs", "--tail", "50", id); !strings.Contains(logs, "bridge: registered") {
+		t.Errorf("%s: echo's logs show no registration through the bridge:\n%s", id, logs)
+	}
 }

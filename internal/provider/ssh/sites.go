@@ -3,9 +3,12 @@ package ssh
 import (
 	"context"
 	"fmt"
+	"path"
 	"strings"
 	"time"
 
+	"github.com/bpm-project/bpm/internal/bridge"
+	"github.com/bpm-project/bpm/internal/gateway"
 	"github.com/bpm-project/bpm/internal/provider"
 )
 
@@ -99,4 +102,28 @@ func (p *Provider) unreserve(id string) {
 	if r, ok := p.takeReservation(id); ok {
 		r.release()
 	}
+}
+
+// SiteBridgeSocketPath is where an instance at site dials its bridge: for
+// the docker runtime the docker provider's convention (a socket in the
+// site's bridge volume, which its gateway container mounts too); for the
+// native runtime a socket under the host's ~/.bpm/bridge/, which the
+// site's gateway — the same user on the same host — serves. "" when the
+// site's host cannot be reached (the instance then runs without a bridge,
+// as upstream's remote deployments may).
+func (p *Provider) SiteBridgeSocketPath(site string, blueprintID, serviceID uint64) string {
+	if p.dockerRuntime() {
+		return bridge.SocketPath(gateway.BridgeDir, blueprintID, serviceID)
+	}
+	addr, ok := p.hostOf[site]
+	if !ok {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.DialTimeout)
+	defer cancel()
+	c, err := p.pool.get(ctx, addr)
+	if err != nil {
+		return ""
+	}
+	return bridge.SocketPath(path.Join(p.base(c), "bridge"), blueprintID, serviceID)
 }
