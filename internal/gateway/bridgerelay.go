@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bpm-project/bpm/internal/bridge"
+	"github.com/bpm-project/bpm/internal/tunnel"
 )
 
 // The bridge relay: how an instance reaches its bridge when it cannot share
@@ -82,13 +83,10 @@ const (
 	minRelayToken = 32
 )
 
-// Relay statuses, the gateway's answer to a preamble.
-const (
-	relayOK          byte = 0
-	relayRefused     byte = 1 // unknown instance or wrong token: one answer for both
-	relayUnavailable byte = 2 // the hub's bridge could not be reached
-	relayBadRequest  byte = 3
-)
+// The gateway answers a preamble with the tunnel relay's reply
+// (tunnel.WriteRelayReply): RelayOK, RelayForbidden for an unknown instance
+// or a wrong token (one answer for both), RelayDialFailed when the hub's
+// bridge cannot be reached, RelayBadRequest for a bad preamble.
 
 // ErrRelayRefused is a relay the gateway refused (bad preamble, unknown
 // instance or wrong token); ErrRelayUnavailable one it admitted but could
@@ -149,32 +147,18 @@ func ReadRelayPreamble(r io.Reader) (id, token string, err error) {
 	return id, string(t), nil
 }
 
-func writeRelayStatus(w io.Writer, st byte, msg string) error {
-	if len(msg) > 255 {
-		msg = msg[:255]
-	}
-	_, err := w.Write(append([]byte{st, byte(len(msg))}, msg...))
-	return err
-}
-
-// readRelayStatus reads the gateway's answer, nil for OK.
+// readRelayStatus reads the gateway's answer, nil for OK: one it could
+// not carry to the hub wraps ErrRelayUnavailable, any other refusal
+// ErrRelayRefused.
 func readRelayStatus(r io.Reader) error {
-	var h [2]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return fmt.Errorf("%w: read the gateway's answer: %w", ErrRelayRefused, err)
-	}
-	msg := make([]byte, h[1])
-	if _, err := io.ReadFull(r, msg); err != nil {
-		return fmt.Errorf("%w: read the gateway's answer: %w", ErrRelayRefused, err)
-	}
-	switch h[0] {
-	case relayOK:
+	err := tunnel.ReadRelayReply(r)
+	switch {
+	case err == nil:
 		return nil
-	case relayUnavailable:
-		return fmt.Errorf("%w: %s", ErrRelayUnavailable, msg)
-	default:
-		return fmt.Errorf("%w: %s", ErrRelayRefused, msg)
+	case errors.Is(err, tunnel.ErrRelayDialFailed):
+		return fmt.Errorf("%w: %w", ErrRelayUnavailable, err)
 	}
+	return fmt.Errorf("%w: %w", ErrRelayRefused, err)
 }
 
 // tokenDigest is what the gateway keeps of a token.
@@ -245,7 +229,7 @@ func (g *Gateway) relayBridgeConn(c net.Conn) {
 	id, token, err := ReadRelayPreamble(c)
 	if err != nil {
 		g.log.Warn("gateway: bridge relay refused", "from", c.RemoteAddr().String(), "reason", err.Error())
-		_ = writeRelayStatus(c, relayBadRequest, "bad preamble")
+		_ = tunnel.WriteRelayReply(c, tunnel.RelayBadRequest, "bad preamble")
 		return
 	}
 	known, ok := g.relayAdmits(id, token)
@@ -257,7 +241,7 @@ func (g *Gateway) relayBridgeConn(c net.Conn) {
 		g.log.Warn("gateway: bridge relay refused", "from", c.RemoteAddr().String(), "instance", id, "reason", reason)
 		// One answer for both: a client learns nothing about which
 		// instances exist.
-		_ = writeRelayStatus(c, relayRefused, "refused")
+		_ = tunnel.WriteRelayReply(c, tunnel.RelayForbidden, "refused")
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -265,11 +249,11 @@ func (g *Gateway) relayBridgeConn(c net.Conn) {
 	cancel()
 	if err != nil {
 		g.log.Warn("gateway: bridge relay failed", "instance", id, "err", err)
-		_ = writeRelayStatus(c, relayUnavailable, "the hub's bridge is not reachable")
+		_ = tunnel.WriteRelayReply(c, tunnel.RelayDialFailed, "the hub's bridge is not reachable")
 		return
 	}
 	defer up.Close()
-	if err := writeRelayStatus(c, relayOK, ""); err != nil {
+	if err := tunnel.WriteRelayReply(c, tunnel.RelayOK, ""); err != nil {
 		return
 	}
 	_ = c.SetDeadline(time.Time{})

@@ -103,8 +103,8 @@ func WriteRelayReply(w io.Writer, st RelayStatus, msg string) error {
 	return err
 }
 
-// readRelayReply reads the answer and turns a refusal into an error.
-func readRelayReply(r io.Reader) error {
+// ReadRelayReply reads the answer and turns a refusal into an error.
+func ReadRelayReply(r io.Reader) error {
 	var h [2]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return fmt.Errorf("%w: read reply: %w", ErrRelayProtocol, err)
@@ -137,7 +137,7 @@ func relayDial(ctx context.Context, c net.Conn, target string) error {
 	if err := WriteRelayRequest(c, target); err != nil {
 		return err
 	}
-	if err := readRelayReply(c); err != nil {
+	if err := ReadRelayReply(c); err != nil {
 		return err
 	}
 	if !stop() {

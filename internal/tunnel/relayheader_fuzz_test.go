@@ -102,7 +102,7 @@ func FuzzReadRelayReply(f *testing.F) {
 	f.Add([]byte{0, 5, 'a'})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := bytes.NewReader(data)
-		err := readRelayReply(r)
+		err := ReadRelayReply(r)
 		if err != nil {
 			if !errors.Is(err, ErrRelayProtocol) && !errors.Is(err, ErrRelayForbidden) && !errors.Is(err, ErrRelayDialFailed) {
 				t.Fatalf("refusal %v is none of the relay errors", err)
