@@ -73,13 +73,8 @@ func TestIntegrationDockerEndToEnd(t *testing.T) {
 
 	// Operator key -> token -> a request through the proxy and the tunnel.
 	proxy := fmt.Sprintf("http://127.0.0.1:%d", proxyPort)
-	dir := t.TempDir()
-	keyFile, tokFile := filepath.Join(dir, "api.key"), filepath.Join(dir, "token")
-	e.mustRun("auth", "key", "create", "--service-id", fmt.Sprint(inst.ServiceID), "--save", keyFile)
-	e.mustRun("auth", "token", "--proxy", proxy, "--api-key-file", keyFile, "--save", tokFile)
-	tok, err := os.ReadFile(tokFile)
-	must(t, err)
-	body := waitProxied(t, proxy+"/from-the-hub", strings.TrimSpace(string(tok)))
+	tok := e.tokenFor(proxy, inst.ServiceID)
+	body := waitProxied(t, proxy+"/from-the-hub", tok)
 	if !strings.Contains(body, `"path": "/from-the-hub"`) || !strings.Contains(body, `"SERVICE_ID": "`+fmt.Sprint(inst.ServiceID)+`"`) {
 		t.Fatalf("through the proxy: %s", body)
 	}
@@ -110,7 +105,7 @@ func TestIntegrationDockerEndToEnd(t *testing.T) {
 			t.Errorf("docker %s: still there after the last instance was terminated", strings.Join(obj, " "))
 		}
 	}
-	code, _ := proxied(t, proxy+"/after", strings.TrimSpace(string(tok)))
+	code, _ := proxied(t, proxy+"/after", tok)
 	if code == http.StatusOK {
 		t.Error("the proxy still routes to a terminated instance")
 	}
@@ -179,7 +174,6 @@ endpoints = { b = %q }
 	}
 
 	proxy := fmt.Sprintf("http://127.0.0.1:%d", proxyPort)
-	dir := t.TempDir()
 	for _, region := range []string{"b", ""} {
 		args := []string{"deploy", "--remote", remote, "--package", pkg, "-o", "json"}
 		if region != "" {
@@ -204,12 +198,8 @@ endpoints = { b = %q }
 		if (onTLS == nil) != (want == "b") {
 			t.Errorf("%s: on the TLS engine: %v, want %v", inst.ID, onTLS == nil, want == "b")
 		}
-		keyFile, tokFile := filepath.Join(dir, "key-"+want), filepath.Join(dir, "tok-"+want)
-		e.mustRun("auth", "key", "create", "--service-id", fmt.Sprint(inst.ServiceID), "--save", keyFile)
-		e.mustRun("auth", "token", "--proxy", proxy, "--api-key-file", keyFile, "--save", tokFile)
-		tok, err := os.ReadFile(tokFile)
-		must(t, err)
-		body := waitProxied(t, proxy+"/region", strings.TrimSpace(string(tok)))
+		tok := e.tokenFor(proxy, inst.ServiceID)
+		body := waitProxied(t, proxy+"/region", tok)
 		if !strings.Contains(body, `"SERVICE_ID": "`+fmt.Sprint(inst.ServiceID)+`"`) {
 			t.Fatalf("through the proxy to %s: %s", inst.ID, body)
 		}

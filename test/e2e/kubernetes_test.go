@@ -5,7 +5,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -39,13 +38,8 @@ func TestIntegrationKubernetesEndToEnd(t *testing.T) {
 	}
 
 	proxy := fmt.Sprintf("http://127.0.0.1:%d", proxyPort)
-	dir := t.TempDir()
-	keyFile, tokFile := filepath.Join(dir, "api.key"), filepath.Join(dir, "token")
-	e.mustRun("auth", "key", "create", "--service-id", fmt.Sprint(inst.ServiceID), "--save", keyFile)
-	e.mustRun("auth", "token", "--proxy", proxy, "--api-key-file", keyFile, "--save", tokFile)
-	tok, err := os.ReadFile(tokFile)
-	must(t, err)
-	body := waitProxied(t, proxy+"/from-the-hub", strings.TrimSpace(string(tok)))
+	tok := e.tokenFor(proxy, inst.ServiceID)
+	body := waitProxied(t, proxy+"/from-the-hub", tok)
 	if !strings.Contains(body, `"path": "/from-the-hub"`) || !strings.Contains(body, `"SERVICE_ID": "`+fmt.Sprint(inst.ServiceID)+`"`) {
 		t.Fatalf("through the proxy: %s", body)
 	}
@@ -75,7 +69,7 @@ func TestIntegrationKubernetesEndToEnd(t *testing.T) {
 	if gw != "" {
 		t.Errorf("gateway objects left after the last instance's terminate: %s", gw)
 	}
-	if code, _ := proxied(t, proxy+"/after", strings.TrimSpace(string(tok))); code == 200 {
+	if code, _ := proxied(t, proxy+"/after", tok); code == 200 {
 		t.Error("the proxy still routes to a terminated instance")
 	}
 }

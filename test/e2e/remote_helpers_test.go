@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/bpm-project/bpm/internal/testenv"
 )
@@ -69,4 +70,18 @@ ssh_config = %q
 [remote.%s.runtime]
 type = "native"
 `, remote, list, s.User, s.Key, s.KnownHosts, os.DevNull, remote)
+}
+
+// tokenFor mints an operator key for service sid and exchanges it for an
+// access token at the proxy, with the CLI, as docs/AUTH.md tells an
+// operator to.
+func (e *env) tokenFor(proxy string, sid uint64) string {
+	e.t.Helper()
+	dir := e.t.TempDir()
+	keyFile, tokFile := filepath.Join(dir, "api.key"), filepath.Join(dir, "token")
+	e.mustRun("auth", "key", "create", "--service-id", fmt.Sprint(sid), "--save", keyFile)
+	e.mustRun("auth", "token", "--proxy", strings.TrimSuffix(proxy, "/"), "--api-key-file", keyFile, "--save", tokFile)
+	tok, err := os.ReadFile(tokFile)
+	must(e.t, err)
+	return strings.TrimSpace(string(tok))
 }

@@ -72,14 +72,9 @@ func TestIntegrationSSHEndToEnd(t *testing.T) {
 		t.Errorf("tunnel peers = %+v, want one per host", tun.Peers)
 	}
 
-	dir := t.TempDir()
-	for i, inst := range insts {
-		keyFile, tokFile := filepath.Join(dir, fmt.Sprint("api.key", i)), filepath.Join(dir, fmt.Sprint("token", i))
-		e.mustRun("auth", "key", "create", "--service-id", fmt.Sprint(inst.ServiceID), "--save", keyFile)
-		e.mustRun("auth", "token", "--proxy", proxy, "--api-key-file", keyFile, "--save", tokFile)
-		tok, err := os.ReadFile(tokFile)
-		must(t, err)
-		body := waitProxied(t, proxy+"/from-the-hub", strings.TrimSpace(string(tok)))
+	for _, inst := range insts {
+		tok := e.tokenFor(proxy, inst.ServiceID)
+		body := waitProxied(t, proxy+"/from-the-hub", tok)
 		if !strings.Contains(body, `"path": "/from-the-hub"`) || !strings.Contains(body, `"SERVICE_ID": "`+fmt.Sprint(inst.ServiceID)+`"`) {
 			t.Fatalf("through the proxy to %s: %s", inst.ID, body)
 		}
@@ -90,7 +85,7 @@ func TestIntegrationSSHEndToEnd(t *testing.T) {
 			t.Fatalf("pgrep finds no process of %s while it runs", inst.ID)
 		}
 		e.mustRun("terminate", inst.ID)
-		if code, _ := proxied(t, proxy+"/after", strings.TrimSpace(string(tok))); code == 200 {
+		if code, _ := proxied(t, proxy+"/after", tok); code == 200 {
 			t.Error("the proxy still routes to a terminated instance")
 		}
 		// Nothing of the instance runs any more (the hosts share one
@@ -199,13 +194,8 @@ docker_socket = "unix://%s"
 	}
 
 	proxy := fmt.Sprintf("http://127.0.0.1:%d", proxyPort)
-	dir := t.TempDir()
-	keyFile, tokFile := filepath.Join(dir, "api.key"), filepath.Join(dir, "token")
-	e.mustRun("auth", "key", "create", "--service-id", fmt.Sprint(inst.ServiceID), "--save", keyFile)
-	e.mustRun("auth", "token", "--proxy", proxy, "--api-key-file", keyFile, "--save", tokFile)
-	tok, err := os.ReadFile(tokFile)
-	must(t, err)
-	body := waitProxied(t, proxy+"/over-ssh-docker", strings.TrimSpace(string(tok)))
+	tok := e.tokenFor(proxy, inst.ServiceID)
+	body := waitProxied(t, proxy+"/over-ssh-docker", tok)
 	if !strings.Contains(body, `"path": "/over-ssh-docker"`) {
 		t.Fatalf("through the proxy: %s", body)
 	}
