@@ -309,17 +309,18 @@ func (m *Manager) Terminate(ctx context.Context, id string) (api.Instance, error
 	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 	defer cancel()
 	m.setState(tctx, id, provider.StateTerminating, "")
-	// A remote instance without a handle (its deploy failed, or was cut
-	// short before the handle was recorded) may still have left something
-	// on the target — a container, the remote's gateway — which remote
-	// providers find by the instance id alone. A local one without a
-	// handle never started a supervisor.
+	crashpoint.Hit("terminate/after-mark")
 	if inst.Remote != LocalRemote {
 		// The remote's last instance may take its gateway with it: tell
 		// the gateway to close the bridge endpoint while it still answers,
 		// not after (that call would wait out its timeout).
 		m.stopBridge(tctx, id, false)
 	}
+	// A remote instance without a handle (its deploy failed, or was cut
+	// short before the handle was recorded) may still have left something
+	// on the target — a container, the remote's gateway — which remote
+	// providers find by the instance id alone. A local one without a
+	// handle never started a supervisor.
 	if len(inst.Handle) > 0 || inst.Remote != LocalRemote {
 		err := p.Terminate(tctx, provider.Ref{InstanceID: id, Remote: inst.Remote, Handle: inst.Handle})
 		if err != nil && !errors.Is(err, provider.ErrNotFound) {
@@ -328,28 +329,42 @@ func (m *Manager) Terminate(ctx context.Context, id string) (api.Instance, error
 			return api.Instance{}, fmt.Errorf("terminate %s: %w", id, err)
 		}
 	}
-	st := provider.StateTerminated
-	empty := ""
-	out, err := m.update(tctx, id, state.Update{State: &st, Message: &empty, Address: &empty})
+	crashpoint.Hit("terminate/after-provider")
+	out, err := m.finishTerminate(tctx, inst)
 	if err != nil {
 		return api.Instance{}, fmt.Errorf("terminate %s: record: %w", id, err)
 	}
-	m.unschedule(id)
+	m.log.Info("terminated", "instance", id)
+	return toAPI(out), nil
+}
+
+// finishTerminate records inst terminated once nothing of it runs, and
+// drops what the manager keeps for it: its health schedule, bridge, routes,
+// the service's API keys, and (with its remote's or site's last instance)
+// its hub peer. Terminate and the reconcile of an interrupted terminate
+// both end here. The caller holds the instance's lock.
+func (m *Manager) finishTerminate(ctx context.Context, inst state.Instance) (state.Instance, error) {
+	st := provider.StateTerminated
+	empty := ""
+	out, err := m.update(ctx, inst.ID, state.Update{State: &st, Message: &empty, Address: &empty})
+	if err != nil {
+		return state.Instance{}, err
+	}
+	m.unschedule(inst.ID)
 	// The bridge's shutdown deletes the record its service registered;
 	// dropRoutes then removes any the manager wrote.
-	m.stopBridge(tctx, id, false)
-	m.dropRoutes(tctx, id)
-	m.revokeServiceKeys(tctx, inst.ServiceID)
+	m.stopBridge(ctx, inst.ID, false)
+	m.dropRoutes(ctx, inst.ID)
+	m.revokeServiceKeys(ctx, inst.ServiceID)
 	if inst.Remote != LocalRemote {
 		// The remote's last instance takes its peer with it (unless the
 		// remote was exported by hand). The instance is gone either way,
 		// so a failure here is only worth a warning.
-		if err := m.reconcilePeers(tctx); err != nil {
-			m.log.Warn("tunnel peers after terminate", "instance", id, "err", err)
+		if err := m.reconcilePeers(ctx); err != nil {
+			m.log.Warn("tunnel peers after terminate", "instance", inst.ID, "err", err)
 		}
 	}
-	m.log.Info("terminated", "instance", id)
-	return toAPI(out), nil
+	return out, nil
 }
 
 // List returns instances matching opts.

@@ -123,13 +123,18 @@ func (m *Manager) reconcileInstance(ctx context.Context, p provider.Provider, in
 		m.store.AppendEvent(ctx, in.ID, "reconcile", "adopted an instance whose deploy was interrupted")
 	}
 	if in.State == provider.StateTerminating {
-		if len(in.Handle) > 0 {
+		// As Terminate: a remote instance without a handle may still have
+		// left something its provider finds by id.
+		if len(in.Handle) > 0 || in.Remote != LocalRemote {
 			if err := p.Terminate(ctx, provider.Ref{InstanceID: in.ID, Remote: in.Remote, Handle: in.Handle}); err != nil && !errors.Is(err, provider.ErrNotFound) {
 				log.Error("finish interrupted terminate", "err", err)
 				return
 			}
 		}
-		m.setState(ctx, in.ID, provider.StateTerminated, "")
+		if _, err := m.finishTerminate(ctx, in); err != nil {
+			log.Error("finish interrupted terminate", "err", err)
+			return
+		}
 		m.store.AppendEvent(ctx, in.ID, "reconcile", "finished a terminate interrupted by a manager restart")
 		return
 	}

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,6 +71,48 @@ func TestIntegrationDockerCrash(t *testing.T) {
 		})
 	}
 	t.Run("orphan", func(t *testing.T) { crashDockerOrphan(t, d, bin, pkg, archive) })
+	for _, point := range []string{"terminate/after-mark", "terminate/after-provider"} {
+		t.Run(point, func(t *testing.T) { crashDockerTerminate(t, d, bin, pkg, archive, point) })
+	}
+}
+
+// crashDockerTerminate: the manager is SIGKILLed in the middle of a
+// terminate (after it recorded terminating; after the container went but
+// before the row did). The next manager finishes it: the instance is
+// terminated, nothing of the remote is left on the engine, and the
+// service's API keys are revoked, as after a terminate that ran through.
+func crashDockerTerminate(t *testing.T, d testenv.Docker, bin, pkg, archive, point string) {
+	e := newCrashEnv(t, d, bin, archive)
+	e.startManager()
+	var inst instance
+	must(t, json.Unmarshal([]byte(e.mustRun("deploy", "--remote", crashRemote, "--package", pkg, "-o", "json")), &inst))
+	e.waitState(inst.ID, "running")
+	e.mustRun("auth", "key", "create", "--service-id", fmt.Sprint(inst.ServiceID), "--save", filepath.Join(t.TempDir(), "key"))
+	e.stopManager(syscall.SIGTERM)
+
+	plain := e.vars
+	e.vars = append(slices.Clip(plain), "BPM_CRASHPOINT="+point)
+	e.startManager()
+	e.vars = plain
+	if _, _, code := e.run("terminate", inst.ID); code == 0 {
+		t.Fatalf("terminate succeeded although the manager was to die at %s", point)
+	}
+	e.waitKilled(point)
+
+	e.startManager() // answers only after its first reconcile
+	all := e.list(true)
+	if len(all) != 1 || all[0].State != "terminated" {
+		t.Fatalf("after restart: %+v, want the instance terminated", all)
+	}
+	if got := e.mustRun("status", "--instance", inst.ID); !strings.Contains(got, "finished a terminate") {
+		t.Errorf("status does not say the terminate was finished:\n%s", got)
+	}
+	if objs := remoteObjects(t, d, crashRemote); len(objs) > 0 {
+		t.Errorf("after the finished terminate the engine still holds %v", objs)
+	}
+	if keys := e.mustRun("auth", "key", "list", "--service-id", fmt.Sprint(inst.ServiceID)); strings.Contains(keys, "active") {
+		t.Errorf("the service's API key is still active after its terminate was finished:\n%s", keys)
+	}
 }
 
 // crashDockerOrphan: a container with bpm's labels for the remote that state
@@ -170,10 +213,18 @@ func (e *env) crashDeploy(point string, args ...string) {
 	if out, errs, code := e.run(append([]string{"deploy", "-o", "json"}, args...)...); code == 0 {
 		t.Fatalf("deploy succeeded although the manager was to die at %s:\n%s%s", point, out, errs)
 	}
+	e.waitKilled(point)
+}
+
+// waitKilled waits for e's manager to die and checks it died of SIGKILL,
+// at crash point point.
+func (e *env) waitKilled(point string) {
+	t := e.t
+	t.Helper()
 	select {
 	case <-e.mgrDone:
 	case <-time.After(time.Minute):
-		t.Fatalf("the deploy failed but the manager is still running (crash point %s never reached?)", point)
+		t.Fatalf("the command failed but the manager is still running (crash point %s never reached?)", point)
 	}
 	if ws, ok := e.mgr.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 		t.Fatalf("manager ended with %v, want killed by SIGKILL at %s:\n%s", e.mgr.ProcessState, point, e.managerLog())
