@@ -204,7 +204,13 @@ func instanceTable(tw *tabwriter.Writer, list []api.Instance) {
 		if addr == "" {
 			addr = "-"
 		}
-		row(tw, in.ID, in.Remote, in.Blueprint, in.ServiceID, in.State, addr, age(now.Sub(in.CreatedAt)))
+		// REMOTE.SITE, as `bpm tunnel status` names the site's gateway: an
+		// ssh instance's loopback address means little without its host.
+		remote := in.Remote
+		if in.Site != "" {
+			remote += "." + in.Site
+		}
+		row(tw, in.ID, remote, in.Blueprint, in.ServiceID, in.State, addr, age(now.Sub(in.CreatedAt)))
 	}
 }
 
