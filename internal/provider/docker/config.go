@@ -119,6 +119,10 @@ func (c *Config) Validate() error {
 	}
 	fe.Nest("resources", c.Resources.Validate())
 	fe.Nest("tunnel", c.Tunnel.Validate())
+	if c.Tunnel.PrivateKey != "" && c.Regions.Primary != "" {
+		// As for ssh hosts: one gateway per region, one key each.
+		fe.Add("tunnel.private_key", "a docker remote with regions runs a gateway per region, each with its own generated key; remove it")
+	}
 	fe.Nest("pricing", c.Pricing.Validate())
 	return fe.Err()
 }
@@ -136,6 +140,11 @@ func (c *Config) checkEndpoint(fe *config.FieldErrors, key, ep string) {
 	if err != nil {
 		fe.Add(key, "%q is not a URL (for example unix:///var/run/docker.sock or tcp://host:2376)", ep)
 		return
+	}
+	if _, hasPass := u.User.Password(); hasPass && u.Scheme != "ssh" {
+		// It would be printed wherever the endpoint is (errors, config
+		// show) and is never sent: the token has its own, secret field.
+		fe.Add(key, "a password in the endpoint URL is not used and would be shown in errors; put a bearer token in auth_token")
 	}
 	hasTLSFiles := c.CA != "" || c.Cert != "" || c.Key != ""
 	// With regions, one engine may be local and another over TLS: the TLS

@@ -2,6 +2,7 @@ package docker
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/bpm-project/bpm/internal/config"
@@ -43,6 +44,11 @@ func TestValidate(t *testing.T) {
 		{"tcp with client cert", func(c *Config) { c.Endpoint = "tcp://h:2376"; c.Cert = "/c"; c.Key = "/k" }, nil},
 		{"tcp insecure", func(c *Config) { c.Endpoint = "tcp://h:2375"; c.Insecure = true }, nil},
 		{"ssh", func(c *Config) { c.Endpoint = "ssh://deploy@h" }, nil},
+		{"password in url", func(c *Config) { c.Endpoint = "https://alice:s3cret@h:2376"; c.CA = "/ca.pem" }, []string{"endpoint"}},
+		{"one key for regions", func(c *Config) {
+			c.Regions = Regions{Primary: "a", Replicas: []string{"b"}}
+			c.Tunnel.PrivateKey = "YNqHbfBQKaGvzefgDsdl1OX3oaeABZuOj1ahWJSRcUk="
+		}, []string{"tunnel.private_key"}},
 		{"https with token", func(c *Config) { c.Endpoint = "https://api.fly.io"; c.AuthToken = "t" }, nil},
 		{"tcp without tls", func(c *Config) { c.Endpoint = "tcp://h:2375" }, []string{"endpoint"}},
 		{"tcp bad port", func(c *Config) { c.Endpoint = "tcp://h:0"; c.CA = "/ca" }, []string{"endpoint"}},
@@ -68,5 +74,12 @@ func TestValidate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestEndpointRedactedInMessages(t *testing.T) {
+	e := endpoint{URL: "tcp://alice:s3cret@h:2376", Context: "edge"}
+	if got := e.where(); strings.Contains(got, "s3cret") || !strings.Contains(got, "h:2376") {
+		t.Errorf("where() = %q: want the host without the password", got)
 	}
 }

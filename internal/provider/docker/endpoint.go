@@ -109,7 +109,7 @@ func newClient(e endpoint, warn func(msg string, args ...any)) (*client, error) 
 			if !e.Insecure {
 				return nil, fmt.Errorf("endpoint %s has no TLS: set ca, cert and key (or DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH), or insecure = true for a link that is already encrypted", e.URL)
 			}
-			warn("docker endpoint without TLS: anyone on the path can read and drive the engine", "endpoint", e.URL)
+			warn("docker endpoint without TLS: anyone on the path can read and drive the engine", "endpoint", redactURL(e.URL))
 			c.base = "http://" + u.Host
 			break
 		}
@@ -158,9 +158,9 @@ func tlsConfig(e endpoint) (*tls.Config, error) {
 // where names the engine in errors, with the docker context that chose it.
 func (e endpoint) where() string {
 	if e.Context != "" {
-		return e.URL + " (docker context " + e.Context + ")"
+		return redactURL(e.URL) + " (docker context " + e.Context + ")"
 	}
-	return e.URL
+	return redactURL(e.URL)
 }
 
 func explain(e endpoint, err error) error {
@@ -190,4 +190,14 @@ func explain(e endpoint, err error) error {
 		return fmt.Errorf("engine %s answers plain HTTP, not TLS: %w", e.where(), err)
 	}
 	return fmt.Errorf("engine %s: %w: %w", e.where(), provider.ErrUnavailable, err)
+}
+
+// redactURL is an endpoint fit for errors and logs: any password (from
+// DOCKER_HOST, which bpm does not validate) replaced by xxxxx.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable endpoint)"
+	}
+	return u.Redacted()
 }

@@ -167,7 +167,7 @@ func (p *Provider) warnInsecure() {
 	// A unix socket is guarded by its file mode, and a caller's own
 	// transport (Options.Dial, the ssh provider's SSH channel) by itself.
 	if strings.HasPrefix(p.cli.base, "http://") && !strings.HasPrefix(p.ep.URL, "unix://") && p.ep.dial == nil {
-		p.logger.Warn("docker endpoint without TLS", "endpoint", p.ep.URL)
+		p.logger.Warn("docker endpoint without TLS", "endpoint", redactURL(p.ep.URL))
 	}
 }
 

@@ -155,6 +155,12 @@ func (c *Config) Validate() error {
 		fe.Add("runtime.type", "%q must be %q or %q", c.Runtime.Type, RuntimeDocker, RuntimeNative)
 	}
 	fe.Nest("tunnel", c.Tunnel.Validate())
+	if c.Tunnel.PrivateKey != "" {
+		// One key cannot serve several gateways (WireGuard would move the
+		// peer between them): each host's gateway gets its own, generated
+		// and kept in the keystore.
+		fe.Add("tunnel.private_key", "an ssh remote runs a gateway per host, each with its own generated key; remove it")
+	}
 	fe.Nest("pricing", c.Pricing.Validate())
 	return fe.Err()
 }

@@ -63,7 +63,12 @@ func TestValidate(t *testing.T) {
 		{"empty runtime type", func(c *Config) { c.Hosts = []string{"h"}; c.Runtime.Type = "" }, []string{"runtime.type"}},
 		{"socket not unix", func(c *Config) { c.Hosts = []string{"h"}; c.Runtime.DockerSocket = "tcp://h:2375" }, []string{"runtime.docker_socket"}},
 		{"passphrase without key", func(c *Config) { c.Hosts = []string{"h"}; c.KeyPassphrase = "p" }, []string{"key_passphrase"}},
-		{"tunnel key", func(c *Config) { c.Hosts = []string{"h"}; c.Tunnel.PrivateKey = "short" }, []string{"tunnel.private_key"}},
+		{"tunnel key", func(c *Config) { c.Hosts = []string{"h"}; c.Tunnel.PrivateKey = "short" }, []string{"tunnel.private_key", "tunnel.private_key"}},
+		// Well formed, but one key cannot serve a gateway per host.
+		{"tunnel key per host", func(c *Config) {
+			c.Hosts = []string{"h"}
+			c.Tunnel.PrivateKey = "YNqHbfBQKaGvzefgDsdl1OX3oaeABZuOj1ahWJSRcUk="
+		}, []string{"tunnel.private_key"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := NewConfig()
