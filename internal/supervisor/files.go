@@ -185,14 +185,25 @@ type Status struct {
 
 // WriteSpec writes dir/spec.json with mode 0600.
 func WriteSpec(dir string, spec Spec) error {
+	b, err := MarshalSpec(spec)
+	if err != nil {
+		return err
+	}
+	return writeAtomic(dir, SpecFile, b, 0o600)
+}
+
+// MarshalSpec validates spec and encodes it as spec.json's bytes, for a
+// caller that writes it elsewhere (over SFTP): the env it holds never
+// touches a local file.
+func MarshalSpec(spec Spec) ([]byte, error) {
 	if err := spec.Validate(); err != nil {
-		return fmt.Errorf("supervisor: spec: %w", err)
+		return nil, fmt.Errorf("supervisor: spec: %w", err)
 	}
 	b, err := json.MarshalIndent(spec, "", "  ")
 	if err != nil {
-		return fmt.Errorf("supervisor: spec: %w", err)
+		return nil, fmt.Errorf("supervisor: spec: %w", err)
 	}
-	return writeAtomic(dir, SpecFile, b, 0o600)
+	return b, nil
 }
 
 // ReadSpec reads dir/spec.json.

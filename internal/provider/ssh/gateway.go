@@ -220,7 +220,7 @@ func (p *Provider) gatewaySpec(ctx context.Context, c *hostConn, dir string, spe
 	for _, k := range slices.Sorted(maps.Keys(genv)) {
 		env = append(env, k+"="+genv[k])
 	}
-	b, err := specJSON(supervisor.Spec{
+	b, err := supervisor.MarshalSpec(supervisor.Spec{
 		Path: bpmBin, Args: []string{"gateway"}, Env: env, Dir: dir,
 		GracePeriod: supervisor.Duration(p.opts.GracePeriod),
 		// The tunnel must come back whatever ended it: a gateway that

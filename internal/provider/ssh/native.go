@@ -8,7 +8,6 @@ import (
 	"maps"
 	"net"
 	"net/http"
-	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -308,7 +307,9 @@ func (p *Provider) deployOn(ctx context.Context, c *hostConn, req provider.Deplo
 	if err := c.writeFile(path.Join(dir, metaFile), mb, 0o600); err != nil {
 		return nil, err
 	}
-	spec, err := specJSON(supervisor.Spec{
+	// Encoded in memory: the spec holds the env, which must not pass
+	// through a local temporary file on its way up.
+	spec, err := supervisor.MarshalSpec(supervisor.Spec{
 		Path: svcBin, Args: args, Env: env, Dir: dataDir,
 		GracePeriod: supervisor.Duration(p.opts.GracePeriod),
 	})
@@ -366,21 +367,6 @@ func (p *Provider) startSupervisorWith(ctx context.Context, c *hostConn, bpmBin,
 		" </dev/null >>" + quote(path.Join(dir, "supervisor.log")) + " 2>&1"
 	_, err := c.run(ctx, start)
 	return err
-}
-
-// specJSON is the supervisor's spec.json, produced by supervisor.WriteSpec
-// itself (into a private temporary directory) so the host reads exactly
-// the format a local supervisor does.
-func specJSON(spec supervisor.Spec) ([]byte, error) {
-	tmp, err := os.MkdirTemp("", "bpm-ssh-spec-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(tmp)
-	if err := supervisor.WriteSpec(tmp, spec); err != nil {
-		return nil, err
-	}
-	return os.ReadFile(filepath.Join(tmp, supervisor.SpecFile))
 }
 
 // environment is the service's complete environment on the host. Nothing is
