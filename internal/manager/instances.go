@@ -40,6 +40,13 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 	if err != nil {
 		return api.Instance{}, err
 	}
+	if a, ok := p.(provider.Accepter); ok {
+		// A package the target cannot run records nothing: no row, no hub
+		// peer, no gateway started for it.
+		if err := a.Accepts(pkg); err != nil {
+			return api.Instance{}, fmt.Errorf("%w: remote %s: %w", api.ErrInvalid, remote, err)
+		}
+	}
 	if req.Region != "" {
 		// Checked before the intent row: a bad region records nothing.
 		rp, ok := p.(provider.Regional)

@@ -209,6 +209,15 @@ type Sited interface {
 	Place(ctx context.Context, req DeployRequest) (site string, err error)
 }
 
+// Accepter is implemented by providers that can tell from the package
+// alone that they cannot run it (no container source; an isolation they
+// cannot give). The manager asks before it records anything, so such a
+// deploy changes nothing — no row, no hub peer, no gateway. Deploy still
+// checks again.
+type Accepter interface {
+	Accepts(pkg *blueprint.Package) error
+}
+
 // Regional is implemented by providers whose remote has named regions
 // ([remote.NAME.regions]); Regions lists them, primary first. A deploy may
 // name one (DeployRequest.Region); the provider places it there.

@@ -55,6 +55,18 @@ func TestIntegrationDockerEndToEnd(t *testing.T) {
 	e.useRemote(proxyPort, hubPort, d.BridgeGateway, dockerTLSRemote(remote, d, archive))
 	e.startManager()
 
+	// A package the engine cannot run (no container source) is refused
+	// before anything is recorded or started: no row, no gateway.
+	if _, errs, code := e.run("deploy", "--remote", remote, "--package", e.pkg); code != 6 || !strings.Contains(errs, "container source") {
+		t.Fatalf("deploy of a package without a container source: exit %d, %s; want 6 naming it", code, errs)
+	}
+	if all := e.list(true); len(all) != 0 {
+		t.Fatalf("a refused package recorded %+v", all)
+	}
+	if _, err := dockerTLS(t, d, "inspect", "bpm-gateway-"+remote); err == nil {
+		t.Fatal("a refused package started the remote's gateway")
+	}
+
 	var inst instance
 	out := e.mustRun("deploy", "--remote", remote, "--package", pkg, "-o", "json")
 	must(t, json.Unmarshal([]byte(out), &inst))

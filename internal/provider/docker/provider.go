@@ -232,6 +232,21 @@ func encodeHandle(id, name string) provider.Handle {
 	return b
 }
 
+// Accepts refuses a package the engine cannot run: one without a container
+// source, or one asking for a VM boundary (refused, not run with less than
+// asked: bpm does not pick the engine's container runtime, so every
+// container shares its kernel).
+func (p *Provider) Accepts(pkg *blueprint.Package) error {
+	if _, err := containerSource(pkg); err != nil {
+		return err
+	}
+	if m := pkg.Manifest; m.WantsVM() {
+		return fmt.Errorf("the manifest's isolation = %q cannot be given on a docker remote (its containers share the engine's kernel): %w",
+			m.Isolation, provider.ErrUnsupported)
+	}
+	return nil
+}
+
 // containerSource picks the manifest's first container source.
 func containerSource(pkg *blueprint.Package) (blueprint.Source, error) {
 	for _, s := range pkg.Manifest.Sources {
@@ -306,17 +321,11 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 	if req.Package == nil {
 		return nil, fmt.Errorf("docker: deploy %s: no package", name)
 	}
-	src, err := containerSource(req.Package)
-	if err != nil {
+	if err := p.Accepts(req.Package); err != nil {
 		return nil, fmt.Errorf("docker: deploy %s: %w", name, err)
 	}
+	src, _ := containerSource(req.Package)
 	m := req.Package.Manifest
-	if m.WantsVM() {
-		// Refused, not run with less than asked: bpm does not pick the
-		// engine's container runtime, so every container shares its kernel.
-		return nil, fmt.Errorf("docker: deploy %s: the manifest's isolation = %q cannot be given on a docker remote (its containers share the engine's kernel): %w",
-			name, m.Isolation, provider.ErrUnsupported)
-	}
 	nano, mem, err := p.limits(m)
 	if err != nil {
 		return nil, fmt.Errorf("docker: deploy %s: %w", name, err)

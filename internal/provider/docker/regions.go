@@ -8,6 +8,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/bpm-project/bpm/internal/blueprint"
 	"github.com/bpm-project/bpm/internal/bridge"
 	"github.com/bpm-project/bpm/internal/gateway"
 	"github.com/bpm-project/bpm/internal/health"
@@ -73,6 +74,9 @@ func newRegionalProvider(remote string, c *Config, opts Options, check func(ctx 
 }
 
 func (r *regional) Type() string { return Type }
+
+// Accepts is every region's: one engine's rules.
+func (r *regional) Accepts(pkg *blueprint.Package) error { return r.regions[r.order[0]].Accepts(pkg) }
 
 // Regions lists the regions, primary first.
 func (r *regional) Regions() []string { return append([]string(nil), r.order...) }

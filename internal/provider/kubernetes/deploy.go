@@ -44,6 +44,19 @@ func containerImage(pkg *blueprint.Package) (image string, args []string, err er
 	return "", nil, fmt.Errorf("kubernetes: %s has no container source: %w", pkg.Manifest.Name, provider.ErrUnsupported)
 }
 
+// Accepts refuses a package with no container source, or whose image
+// reference the API server would refuse, before anything is recorded.
+func (p *Provider) Accepts(pkg *blueprint.Package) error {
+	image, _, err := containerImage(pkg)
+	if err != nil {
+		return err
+	}
+	if err := CheckImageRef(image); err != nil {
+		return fmt.Errorf("kubernetes: image %q: %w", image, err)
+	}
+	return nil
+}
+
 // Deploy applies the instance's Secret, Deployment, Service and
 // NetworkPolicy. Every object is applied whole with bpm's field manager, so
 // deploying the same instance again changes nothing, and a deploy cut short

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bpm-project/bpm/internal/blueprint"
 	"github.com/bpm-project/bpm/internal/bridge"
 	"github.com/bpm-project/bpm/internal/gateway"
 	"github.com/bpm-project/bpm/internal/provider"
@@ -83,6 +84,16 @@ func (p *Provider) Place(ctx context.Context, req provider.DeployRequest) (strin
 	p.reserved[id] = r
 	p.mu.Unlock()
 	return p.siteOf[addr], nil
+}
+
+// Accepts refuses what no host can give: a VM boundary (both runtimes
+// share the host's kernel). Which source runs is decided per host.
+func (p *Provider) Accepts(pkg *blueprint.Package) error {
+	if pkg.Manifest.WantsVM() {
+		return fmt.Errorf("ssh: the manifest's isolation = %q cannot be given on an ssh remote (instances are processes or containers on the host): %w",
+			pkg.Manifest.Isolation, provider.ErrUnsupported)
+	}
+	return nil
 }
 
 // takeReservation returns (and forgets) the host reserved for id, with
