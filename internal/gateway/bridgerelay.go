@@ -2,8 +2,11 @@ package gateway
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -25,14 +28,18 @@ import (
 // The instance's pod runs a small sidecar (`bpm gateway bridge-relay`,
 // RunBridgeRelay) that serves the instance's BRIDGE_SOCKET_PATH in a volume
 // shared only inside the pod, and relays each connection over TCP to the
-// gateway's BridgeRelayPort, opening it with a preamble that names the
-// instance and carries a per-instance secret token:
+// gateway's BridgeRelayPort. The gateway speaks first, a 32-byte random
+// challenge; the sidecar answers with a preamble that names the instance
+// and proves it holds the instance's secret token without sending it:
 //
-//	"BPMB" | version (1 byte, = 1) | length (1 byte) | instance id
-//	       | length (1 byte) | token
+//	"BPMB" | version (1 byte, = 2) | length (1 byte) | instance id
+//	       | length (1 byte) | proof
 //
-// The gateway admits the connection only when the manager registered that
-// instance with that token (POST /v1/bridge/instances with "token"), then
+// where proof is the hex HMAC-SHA256, keyed by SHA-256(token), of the
+// challenge and the instance id (relayProof): good for that connection
+// only, so one read off the cluster network cannot be replayed. The gateway
+// admits the connection only when the manager registered that instance
+// with that token (POST /v1/bridge/instances with "token"), then
 // relays it exactly as a unix endpoint's (Spoke.DialBridge), and answers
 //
 //	status (1 byte) | length (1 byte) | message
@@ -76,8 +83,13 @@ const (
 )
 
 const (
-	relayPreambleMagic   = "BPMB"
-	relayPreambleVersion = 1
+	relayPreambleMagic = "BPMB"
+	// Version 2: the preamble carries a proof (relayProof over the nonce the
+	// gateway sent first), never the token, so a connection read off the
+	// wire cannot be replayed.
+	relayPreambleVersion = 2
+	// relayNonceSize is the challenge the gateway sends on accept.
+	relayNonceSize = 32
 	// minRelayToken keeps a careless caller from registering a guessable
 	// token: 32 bytes base64-encoded are 43 or 44.
 	minRelayToken = 32
@@ -97,7 +109,8 @@ var (
 	errRelayPreamble    = errors.New("bridge relay preamble")
 )
 
-// WriteRelayPreamble sends the preamble naming instance id with token.
+// WriteRelayPreamble sends the preamble naming instance id with proof (see
+// relayProof; the token itself never goes on the wire).
 func WriteRelayPreamble(w io.Writer, id, token string) error {
 	if len(id) == 0 || len(id) > 255 {
 		return fmt.Errorf("%w: instance id must be 1 to 255 bytes", errRelayPreamble)
@@ -161,23 +174,33 @@ func readRelayStatus(r io.Reader) error {
 	return fmt.Errorf("%w: %w", ErrRelayRefused, err)
 }
 
-// tokenDigest is what the gateway keeps of a token.
+// tokenDigest is what the gateway keeps of a token, and the key of the
+// proofs: the gateway never holds the token itself.
 func tokenDigest(token string) [sha256.Size]byte { return sha256.Sum256([]byte(token)) }
 
-// relayAdmits reports whether token is instance id's registered token.
-// Comparing digests keeps the comparison constant-time whatever the
-// lengths.
-func (g *Gateway) relayAdmits(id, token string) (known, ok bool) {
+// relayProof is what a relay client sends instead of its token: an
+// HMAC-SHA256, keyed by the token's digest, of the gateway's nonce and the
+// instance id, in hex. It is good for one connection only.
+func relayProof(digest [sha256.Size]byte, nonce []byte, id string) string {
+	mac := hmac.New(sha256.New, digest[:])
+	mac.Write(nonce)
+	mac.Write([]byte(id))
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// relayAdmits reports whether proof answers nonce for instance id's
+// registered token, in constant time.
+func (g *Gateway) relayAdmits(id, proof string, nonce []byte) (known, ok bool) {
 	g.bridges.mu.Lock()
 	be, found := g.bridges.m[id]
-	var want [sha256.Size]byte
+	var key [sha256.Size]byte
 	has := found && be.hasToken
 	if has {
-		want = be.token
+		key = be.token
 	}
 	g.bridges.mu.Unlock()
-	got := tokenDigest(token)
-	match := subtle.ConstantTimeCompare(got[:], want[:]) == 1
+	want := relayProof(key, nonce, id)
+	match := subtle.ConstantTimeCompare([]byte(proof), []byte(want)) == 1
 	return has, has && match
 }
 
@@ -226,13 +249,23 @@ const relayPreambleTimeout = 10 * time.Second
 func (g *Gateway) relayBridgeConn(c net.Conn) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(relayPreambleTimeout))
-	id, token, err := ReadRelayPreamble(c)
+	// The challenge first: the client proves it holds the token for this
+	// connection, so a preamble seen on the wire is worth nothing later.
+	nonce := make([]byte, relayNonceSize)
+	if _, err := rand.Read(nonce); err != nil {
+		g.log.Error("gateway: bridge relay: nonce", "err", err)
+		return
+	}
+	if _, err := c.Write(nonce); err != nil {
+		return
+	}
+	id, proof, err := ReadRelayPreamble(c)
 	if err != nil {
 		g.log.Warn("gateway: bridge relay refused", "from", c.RemoteAddr().String(), "reason", err.Error())
 		_ = tunnel.WriteRelayReply(c, tunnel.RelayBadRequest, "bad preamble")
 		return
 	}
-	known, ok := g.relayAdmits(id, token)
+	known, ok := g.relayAdmits(id, proof, nonce)
 	if !ok {
 		reason := "wrong token"
 		if !known {
@@ -276,7 +309,12 @@ func DialBridgeRelay(ctx context.Context, addr, id, token string) (net.Conn, err
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if err := WriteRelayPreamble(c, id, token); err != nil {
+	nonce := make([]byte, relayNonceSize)
+	if _, err := io.ReadFull(c, nonce); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("%w: read the gateway's challenge: %w", ErrRelayRefused, err)
+	}
+	if err := WriteRelayPreamble(c, id, relayProof(tokenDigest(token), nonce, id)); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("bridge relay: %w", err)
 	}

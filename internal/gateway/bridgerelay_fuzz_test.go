@@ -87,3 +87,18 @@ func FuzzReadRelayPreamble(f *testing.F) {
 		}
 	})
 }
+
+// TestRelayProofIsPerConnection: what the sidecar sends is bound to the
+// gateway's challenge and the instance id: the same token gives another
+// proof for another challenge or id, and a wrong token never matches.
+func TestRelayProofIsPerConnection(t *testing.T) {
+	d := tokenDigest("the-token")
+	n1, n2 := bytes.Repeat([]byte{1}, relayNonceSize), bytes.Repeat([]byte{2}, relayNonceSize)
+	p := relayProof(d, n1, "bp-1")
+	if p == relayProof(d, n2, "bp-1") || p == relayProof(d, n1, "bp-2") || p == relayProof(tokenDigest("other"), n1, "bp-1") {
+		t.Error("a proof matched another challenge, instance or token")
+	}
+	if strings.Contains(p, "the-token") || p != relayProof(d, n1, "bp-1") {
+		t.Errorf("proof %q: want a deterministic HMAC that does not hold the token", p)
+	}
+}

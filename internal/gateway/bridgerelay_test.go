@@ -245,8 +245,9 @@ func TestBridgeRelay(t *testing.T) {
 	}
 	_ = raw.SetDeadline(time.Now().Add(5 * time.Second))
 	io.WriteString(raw, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	if b, _ := io.ReadAll(raw); len(b) < 1 || b[0] != 3 {
-		t.Errorf("garbage preamble: answer %q, want the bad-request status and a close", b)
+	// The gateway's challenge comes first, then its answer.
+	if b, _ := io.ReadAll(raw); len(b) < 33 || b[32] != 3 {
+		t.Errorf("garbage preamble: answer %q, want the 32-byte challenge, the bad-request status and a close", b)
 	}
 	raw.Close()
 	nothingReached(t, f.ids, "garbage preamble")
