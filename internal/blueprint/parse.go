@@ -120,7 +120,42 @@ func Load(path string) (*Package, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load blueprint: %w", err)
 	}
-	return &Package{Manifest: *m, Dir: filepath.Dir(abs), File: abs}, nil
+	dir := filepath.Dir(abs)
+	if ps := checkArchives(m, dir); len(ps) > 0 {
+		return nil, &ValidationError{File: file, Problems: ps}
+	}
+	return &Package{Manifest: *m, Dir: dir, File: abs}, nil
+}
+
+// checkArchives checks what only a package on disk can show: each container
+// source's archive is a regular file inside the package directory, symlinks
+// resolved, so `package validate` finds a missing one, not a deploy to an
+// engine that happens to lack the image.
+func checkArchives(m *Manifest, dir string) []Problem {
+	var ps problems
+	root, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		root = dir
+	}
+	for i, s := range m.Sources {
+		if s.Archive == "" {
+			continue
+		}
+		f := fmt.Sprintf("sources[%d].archive", i)
+		real, err := filepath.EvalSymlinks(filepath.Join(dir, s.Archive))
+		if err != nil {
+			ps.add(f, "%q: %v", s.Archive, errors.Unwrap(err))
+			continue
+		}
+		if rel, err := filepath.Rel(root, real); err != nil || !filepath.IsLocal(rel) {
+			ps.add(f, "%q leads outside the package directory", s.Archive)
+			continue
+		}
+		if fi, err := os.Stat(real); err != nil || !fi.Mode().IsRegular() {
+			ps.add(f, "%q is not a regular file", s.Archive)
+		}
+	}
+	return ps
 }
 
 // Parse decodes a manifest, fills in defaults and validates it. file is used

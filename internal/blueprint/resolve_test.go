@@ -123,3 +123,36 @@ func TestResolve(t *testing.T) {
 		}
 	})
 }
+
+// TestLoadChecksArchives: a container source's archive must be a regular
+// file inside the package, symlinks resolved — found by Load (and so by
+// `bpm package validate`), not by a deploy.
+func TestLoadChecksArchives(t *testing.T) {
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "img.tar"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		setup func(dir string)
+		want  string // "" for accepted
+	}{
+		"present":    {func(dir string) { os.WriteFile(filepath.Join(dir, "img.tar"), []byte("x"), 0o644) }, ""},
+		"missing":    {func(dir string) {}, "no such file"},
+		"directory":  {func(dir string) { os.Mkdir(filepath.Join(dir, "img.tar"), 0o755) }, "not a regular file"},
+		"leads away": {func(dir string) { os.Symlink(filepath.Join(outside, "img.tar"), filepath.Join(dir, "img.tar")) }, "outside the package"},
+	} {
+		dir := t.TempDir()
+		c.setup(dir)
+		manifest := "name = \"x\"\nversion = \"1.0.0\"\n[[sources]]\nkind = \"container\"\nimage = \"x:1\"\narchive = \"img.tar\"\n"
+		if err := os.WriteFile(filepath.Join(dir, ManifestFile), []byte(manifest), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Load(dir)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: %v", name, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "sources[0].archive")):
+			t.Errorf("%s: %v, want an error on sources[0].archive saying %q", name, err, c.want)
+		}
+	}
+}

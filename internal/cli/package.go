@@ -98,6 +98,9 @@ func viewPackage(pkg *blueprint.Package) packageView {
 		switch s.Kind {
 		case blueprint.SourceContainer:
 			sv.Detail = s.Image
+			if s.Archive != "" {
+				sv.Detail += " (archive " + s.Archive + ")"
+			}
 		case blueprint.SourceNative:
 			var plats []string
 			for _, b := range s.Binaries {
