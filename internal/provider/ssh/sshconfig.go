@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -104,7 +105,7 @@ func (p *pool) resolve(alias, user, port, defPort string, depth int) ([]hop, err
 		h.user = get("User")
 	}
 	if h.user == "" {
-		h.user = os.Getenv("USER")
+		h.user = localUser()
 	}
 	h.addr = net.JoinHostPort(hostname, port)
 	if p.sshConfig != nil {
@@ -167,6 +168,16 @@ func expandTokens(s, alias, hostname, user string) string {
 	if s == "~" || strings.HasPrefix(s, "~/") {
 		s = home + s[1:]
 	}
-	r := strings.NewReplacer("%%", "%", "%d", home, "%h", hostname, "%n", alias, "%r", user, "%u", os.Getenv("USER"))
+	r := strings.NewReplacer("%%", "%", "%d", home, "%h", hostname, "%n", alias, "%r", user, "%u", localUser())
 	return r.Replace(s)
+}
+
+// localUser is the name of the user bpm runs as, as ssh would log in:
+// $USER is often unset under a service manager, so the account database
+// decides.
+func localUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return os.Getenv("USER")
 }
