@@ -158,7 +158,12 @@ Host pc
 	for _, h := range hops {
 		got = append(got, h.user+"@"+h.addr)
 	}
-	want := []string{"carol@10.0.0.1:2222", os.Getenv("USER") + "@d:22", os.Getenv("USER") + "@b.example:22"}
+	// Hops that name no user log in as the local account, as ssh does.
+	me := localUser()
+	if me == "" {
+		t.Fatal("no local user name")
+	}
+	want := []string{"carol@10.0.0.1:2222", me + "@d:22", me + "@b.example:22"}
 	if err != nil || strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("b: %v, %v; want %v", got, err, want)
 	}
