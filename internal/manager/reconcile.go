@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/bpm-project/bpm/internal/blueprint"
@@ -203,12 +204,23 @@ func (m *Manager) healthLoop(ctx context.Context) {
 	// would add up to that much to every deploy's time to ready.
 	fast := time.NewTicker(startingInterval)
 	defer fast.Stop()
+	// Remote bridges are restored at start; one that could not be then
+	// (the hub not up yet, a host unreachable) is retried here, off the
+	// loop, since reaching a remote may take a dial timeout.
+	bridges := time.NewTicker(exposeRefresh)
+	defer bridges.Stop()
+	var syncing atomic.Bool
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-fast.C:
 			m.checkStarting(ctx)
+			continue
+		case <-bridges.C:
+			if syncing.CompareAndSwap(false, true) {
+				go func() { defer syncing.Store(false); m.syncRemoteBridges(ctx) }()
+			}
 			continue
 		case <-t.C:
 		}

@@ -498,36 +498,56 @@ func (m *Manager) unexposeRemoteBridge(ctx context.Context, remote, id string) {
 	}
 }
 
-// syncRemoteBridges gives every live remote instance its bridge after a
-// manager restart, so its service can reconnect and register again.
+// syncRemoteBridges gives every live remote instance its bridge: after a
+// manager restart, so its service can reconnect and register again, and
+// every exposeRefresh from the health loop, for one that could not get it
+// then (the hub not up yet, its host unreachable).
 func (m *Manager) syncRemoteBridges(ctx context.Context) {
 	if m.runningHub() == nil {
 		return
 	}
 	for _, in := range m.cache.matching(state.Filter{}) {
-		if in.Remote == LocalRemote || len(in.Handle) == 0 || in.State.Final() ||
-			in.State == provider.StateFailed || in.State == provider.StateTerminating {
+		if in.Remote == LocalRemote || !bridgeable(in) {
 			continue
 		}
-		p, err := m.providerFor(ctx, in.Remote)
-		if err != nil {
-			continue
-		}
-		path := remoteBridgePath(p, in.Site, in.BlueprintID, in.ServiceID)
-		if path == "" {
-			continue
-		}
-		// The same token the deploy gave the instance's secret: derived
-		// again, not stored.
-		token, err := m.remoteRelayToken(p, in.ID, nil)
-		if err != nil {
-			m.log.Warn("remote bridge not restored", "instance", in.ID, "err", err)
-			continue
-		}
-		// No wait: the instances are running already, and a gateway that is
-		// not back yet must not hold up the manager's start.
-		if err := m.startRemoteBridge(ctx, in.ID, provider.PeerName(in.Remote, in.Site), in.ServiceID, path, token, 0); err != nil {
-			m.log.Warn("remote bridge not restored", "instance", in.ID, "err", err)
-		}
+		m.syncRemoteBridge(ctx, in.ID)
+	}
+}
+
+// bridgeable: a remote instance that runs (or may, once started) and whose
+// deploy recorded its handle.
+func bridgeable(in state.Instance) bool {
+	return len(in.Handle) > 0 && !in.State.Final() && in.State != provider.StateFailed && in.State != provider.StateTerminating
+}
+
+// syncRemoteBridge gives instance id its bridge unless it has one. It
+// holds the instance's lock and reads its row again, so a terminate in
+// between is never undone by a bridge started after it.
+func (m *Manager) syncRemoteBridge(ctx context.Context, id string) {
+	unlock := m.lockInstance(id)
+	defer unlock()
+	in, err := m.store.GetInstance(ctx, id)
+	if err != nil || !bridgeable(in) {
+		return
+	}
+	p, err := m.providerFor(ctx, in.Remote)
+	if err != nil {
+		return
+	}
+	path := remoteBridgePath(p, in.Site, in.BlueprintID, in.ServiceID)
+	if path == "" {
+		return
+	}
+	// The same token the deploy gave the instance's secret: derived
+	// again, not stored.
+	token, err := m.remoteRelayToken(p, in.ID, nil)
+	if err != nil {
+		m.log.Warn("remote bridge not restored", "instance", in.ID, "err", err)
+		return
+	}
+	// No wait: the instances are running already, and a gateway that is
+	// not back yet must not hold up the manager's start.
+	if err := m.startRemoteBridge(ctx, in.ID, provider.PeerName(in.Remote, in.Site), in.ServiceID, path, token, 0); err != nil {
+		m.log.Warn("remote bridge not restored", "instance", in.ID, "err", err)
 	}
 }
