@@ -314,9 +314,18 @@ func TestPaths(t *testing.T) {
 		}
 	}
 
+	// A map of paths (docker image_archives): each value is a path.
+	cfg, err := config.Parse([]byte("[remote.d]\ntype = \"docker\"\nimage_archives = { \"a:1\" = \"img/a.tar\", \"b:1\" = \"~/b.tar\" }\n"), "c.toml", testOpts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Remotes["d"].Settings.(*docker.Config).ImageArchives; got["a:1"] != "/etc/bpm/img/a.tar" || got["b:1"] != "/home/op/b.tar" {
+		t.Errorf("image_archives = %v, want each value resolved as a path", got)
+	}
+
 	// Without a home directory, ~ is an error naming the key, not a guess.
 	opts := config.LoadOptions{Getenv: testEnv(nil), BaseDir: "/etc/bpm"}
-	_, err := config.Parse([]byte("[manager]\ndata_dir = \"~/d\"\n"), "c.toml", opts)
+	_, err = config.Parse([]byte("[manager]\ndata_dir = \"~/d\"\n"), "c.toml", opts)
 	want := "c.toml:2:1: manager.data_dir: cannot expand ~: home directory unknown (HOME is not set)"
 	if err == nil || err.Error() != want {
 		t.Errorf("err = %v, want %s", err, want)

@@ -39,7 +39,7 @@ type Config struct {
 	// ImageArchives maps an image reference to an archive (docker save or
 	// OCI layout) that is loaded when the engine lacks the image, for
 	// engines that cannot reach a registry.
-	ImageArchives map[string]string `toml:"image_archives"`
+	ImageArchives map[string]string `toml:"image_archives" path:"true"`
 	// Resources caps what one instance may use and how many run here.
 	Resources config.Resources `toml:"resources"`
 
