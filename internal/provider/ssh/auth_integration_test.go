@@ -2,6 +2,7 @@ package ssh
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -115,5 +116,23 @@ func TestIntegrationKeyPassphrase(t *testing.T) {
 	}
 	if err := try(pass); err != nil {
 		t.Fatalf("encrypted key with its passphrase: %v", err)
+	}
+}
+
+// TestSkippedIdentityFilesNamed: with no key, no agent, and IdentityFiles
+// that cannot be used (missing, encrypted), the error names each and why,
+// instead of asking for an IdentityFile that was given.
+func TestSkippedIdentityFilesNamed(t *testing.T) {
+	t.Setenv("SSH_AUTH_SOCK", "")
+	dir := t.TempDir()
+	missing := dir + "/id_missing"
+	garbage := dir + "/id_garbage"
+	if err := os.WriteFile(garbage, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &pool{logger: slog.New(slog.DiscardHandler), cfg: NewConfig()}
+	_, _, err := p.authMethods([]string{missing, garbage})
+	if err == nil || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), garbage) || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("err = %v, want one naming both files and why", err)
 	}
 }

@@ -346,21 +346,26 @@ func (p *pool) authMethods(identities []string) ([]ssh.AuthMethod, func(), error
 	// the agent's keys, as ssh tries them. An encrypted IdentityFile is
 	// usable only through the agent (key_passphrase belongs to key).
 	var files []ssh.Signer
+	var skipped []string // why each named IdentityFile was not used
 	for _, name := range identities {
 		pem, err := os.ReadFile(name)
-		if err != nil {
-			p.logger.Debug("identity file skipped", "file", name, "err", err)
-			continue
+		if err == nil {
+			var signer ssh.Signer
+			if signer, err = ssh.ParsePrivateKey(pem); err == nil {
+				files = append(files, signer)
+				continue
+			}
 		}
-		signer, err := ssh.ParsePrivateKey(pem)
-		if err != nil {
-			p.logger.Debug("identity file skipped", "file", name, "err", err)
-			continue
-		}
-		files = append(files, signer)
+		p.logger.Debug("identity file skipped", "file", name, "err", err)
+		// Why it failed, never key material: os and ssh errors name the
+		// file or the problem (an encrypted key says so), not its content.
+		skipped = append(skipped, fmt.Sprintf("%s: %v", name, err))
 	}
 	sock := os.Getenv("SSH_AUTH_SOCK")
 	if sock == "" && len(files) == 0 {
+		if len(skipped) > 0 {
+			return nil, nil, fmt.Errorf("ssh: no usable key: ssh_config's IdentityFiles were skipped (%s); set key (with key_passphrase if it is encrypted) or run ssh-agent", strings.Join(skipped, "; "))
+		}
 		return nil, nil, errors.New("ssh: no key: set key, name an IdentityFile in ssh_config, or run ssh-agent ($SSH_AUTH_SOCK is unset)")
 	}
 	var agentConns []net.Conn
