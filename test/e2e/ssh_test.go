@@ -157,19 +157,8 @@ timeout = "500ms"
 `), 0o644))
 	proxyPort, hubPort := freePort(t), freeUDPPort(t)
 	const remote = "e2e-sshdocker"
-	e.useRemote(proxyPort, hubPort, s.HubAddr, fmt.Sprintf(`
-[remote.%s]
-type = "ssh"
-hosts = [%q]
-user = %q
-key = %q
-known_hosts = %q
-ssh_config = %q
-
-[remote.%s.runtime]
-type = "docker"
-docker_socket = "unix://%s"
-`, remote, s.DockerHost, s.User, s.Key, s.KnownHosts, os.DevNull, remote, s.DockerSocket))
+	e.useRemote(proxyPort, hubPort, s.HubAddr, strings.Replace(sshNativeRemote(remote, s, s.DockerHost),
+		`type = "native"`, fmt.Sprintf("type = \"docker\"\ndocker_socket = \"unix://%s\"", s.DockerSocket), 1))
 	e.startManager()
 
 	var inst instance
