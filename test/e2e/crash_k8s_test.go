@@ -24,6 +24,8 @@ var k8sCrashPoints = []struct {
 }{
 	{"deploy/after-intent", []string{"failed"}},
 	{"deploy/after-tunnel", []string{"failed"}},
+	// The instance's Secrets applied, its workload not yet.
+	{"kubernetes/after-secrets", []string{"failed"}},
 	{"deploy/after-provider", []string{"running", "failed"}},
 }
 

@@ -27,6 +27,8 @@ func TestIntegrationSSHCrash(t *testing.T) {
 	}{
 		{"deploy/after-intent", []string{"failed"}},
 		{"deploy/after-tunnel", []string{"failed"}},
+		// Binaries and spec uploaded, the supervisor not started.
+		{"ssh/after-upload", []string{"failed"}},
 		// Started but not recorded: adopted if it runs by the restart,
 		// otherwise stopped.
 		{"deploy/after-provider", []string{"running", "failed"}},

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/bpm-project/bpm/internal/blueprint"
+	"github.com/bpm-project/bpm/internal/crashpoint"
 	"github.com/bpm-project/bpm/internal/gateway"
 	"github.com/bpm-project/bpm/internal/provider"
 )
@@ -110,6 +111,7 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 			return nil, wrapAPI("apply secret "+bsec.Metadata.Name, err)
 		}
 	}
+	crashpoint.Hit("kubernetes/after-secrets")
 
 	ctr := &container{Name: "service", Image: image, Args: args,
 		// IfNotPresent: a tag already on the node (imported, or pulled for

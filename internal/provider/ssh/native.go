@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bpm-project/bpm/internal/crashpoint"
 	"github.com/bpm-project/bpm/internal/health"
 	"github.com/bpm-project/bpm/internal/provider"
 	"github.com/bpm-project/bpm/internal/supervisor"
@@ -325,6 +326,7 @@ func (p *Provider) deployOn(ctx context.Context, c *hostConn, req provider.Deplo
 		return nil, fmt.Errorf("remove stale status: %w", err)
 	}
 
+	crashpoint.Hit("ssh/after-upload")
 	started := time.Now()
 	if err := p.startSupervisorWith(ctx, c, bpmBin, dir); err != nil {
 		return nil, fmt.Errorf("start supervisor: %w", err)
