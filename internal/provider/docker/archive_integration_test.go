@@ -57,7 +57,7 @@ func TestIntegrationPackageArchive(t *testing.T) {
 		t.Fatalf("image %s on the engine before the test: %v, %v", ref, ok, err)
 	}
 
-	pkg := testPackage(ref)(t)
+	pkg := providertest.ContainerPackage(ref)(t)
 	pkg.Dir = dir
 	pkg.Manifest.Sources = []blueprint.Source{{Kind: blueprint.SourceContainer, Image: ref, Archive: "image.tar"}}
 	id := providertest.NewInstanceID()

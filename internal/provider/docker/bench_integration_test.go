@@ -45,14 +45,7 @@ func newBenchEnv(b *testing.B, remote string) *benchEnv {
 		out, err := cmd.CombinedOutput()
 		return strings.TrimSpace(string(out)), err
 	}
-	dir := b.TempDir()
-	e.pkg = &blueprint.Package{Dir: dir, File: dir + "/blueprint.toml", Manifest: blueprint.Manifest{
-		Name: "httpecho", Version: "0.1.0",
-		Sources:   []blueprint.Source{{Kind: blueprint.SourceContainer, Image: env.Docker.Image}},
-		Resources: blueprint.Resources{CPU: "500m", Memory: "64Mi"},
-		Ports:     []blueprint.Port{{Name: "http", Port: 8080, Protocol: "tcp"}},
-		Health:    &blueprint.Health{HTTP: "/"},
-	}}
+	e.pkg = providertest.EchoPackage(b.TempDir(), env.Docker.Image)
 	// Both sides find the image and the network in place: the targets are
 	// about starting instances, not about first-time setup.
 	if _, err := e.deploy(); err != nil {

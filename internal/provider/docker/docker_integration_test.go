@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bpm-project/bpm/internal/blueprint"
 	"github.com/bpm-project/bpm/internal/provider"
 	"github.com/bpm-project/bpm/internal/provider/providertest"
 	"github.com/bpm-project/bpm/internal/testenv"
@@ -64,26 +63,6 @@ func cleanupRemote(t testing.TB, p *Provider) {
 	}
 }
 
-// testPackage is a blueprint whose container source is the test image,
-// whose HTTP server listens on 8080.
-func testPackage(image string) func(t *testing.T) *blueprint.Package {
-	return func(t *testing.T) *blueprint.Package {
-		dir := t.TempDir()
-		return &blueprint.Package{
-			Dir: dir, File: dir + "/blueprint.toml",
-			Manifest: blueprint.Manifest{
-				Name:      "httpecho",
-				Version:   "0.1.0",
-				Sources:   []blueprint.Source{{Kind: blueprint.SourceContainer, Image: image}},
-				Resources: blueprint.Resources{CPU: "500m", Memory: "64Mi"},
-				Ports:     []blueprint.Port{{Name: "http", Port: 8080, Protocol: "tcp"}},
-				Env:       map[string]string{"GREETING": "hello"},
-				Health:    &blueprint.Health{HTTP: "/"},
-			},
-		}
-	}
-}
-
 func TestIntegrationConformancePlain(t *testing.T) {
 	env := testenv.Require(t, "docker")
 	c := NewConfig()
@@ -92,7 +71,7 @@ func TestIntegrationConformancePlain(t *testing.T) {
 	providertest.Run(t, providertest.Harness{
 		Provider:  p,
 		Remote:    "conf-plain",
-		Package:   testPackage(env.Docker.Image),
+		Package:   providertest.ContainerPackage(env.Docker.Image),
 		LogMarker: logMarker,
 		Timeout:   time.Minute,
 	})
@@ -107,7 +86,7 @@ func TestIntegrationContainerConfig(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	id := providertest.NewInstanceID()
-	pkg := testPackage(env.Docker.Image)(t)
+	pkg := providertest.ContainerPackage(env.Docker.Image)(t)
 	h, err := p.Deploy(ctx, provider.DeployRequest{InstanceID: id, Remote: "conf-config", BlueprintID: 4, ServiceID: 9, Package: pkg, Env: map[string]string{"SECRET": "s3cret"}})
 	if err != nil {
 		t.Fatalf("Deploy: %v", err)
@@ -160,7 +139,7 @@ func TestIntegrationMaxInstances(t *testing.T) {
 	p := newTestProvider(t, "conf-quota", c)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	pkg := testPackage(env.Docker.Image)(t)
+	pkg := providertest.ContainerPackage(env.Docker.Image)(t)
 	first := provider.DeployRequest{InstanceID: providertest.NewInstanceID(), Remote: "conf-quota", Package: pkg}
 	if _, err := p.Deploy(ctx, first); err != nil {
 		t.Fatal(err)

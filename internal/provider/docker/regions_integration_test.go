@@ -54,7 +54,7 @@ func TestIntegrationRegions(t *testing.T) {
 	t.Run("conformance", func(t *testing.T) {
 		r := newRegional(t, "conf-regions", regionsConfig(env))
 		providertest.Run(t, providertest.Harness{
-			Provider: r, Remote: "conf-regions", Package: testPackage(env.Docker.Image), LogMarker: logMarker, Timeout: time.Minute,
+			Provider: r, Remote: "conf-regions", Package: providertest.ContainerPackage(env.Docker.Image), LogMarker: logMarker, Timeout: time.Minute,
 		})
 	})
 	t.Run("placement", func(t *testing.T) {
@@ -66,7 +66,7 @@ func TestIntegrationRegions(t *testing.T) {
 		if got := r.Regions(); len(got) != 2 || got[0] != "a" || got[1] != "b" {
 			t.Fatalf("Regions = %v, want [a b]", got)
 		}
-		pkg := testPackage(env.Docker.Image)(t)
+		pkg := providertest.ContainerPackage(env.Docker.Image)(t)
 		deploy := func(region string) provider.Ref {
 			req := provider.DeployRequest{InstanceID: providertest.NewInstanceID(), Remote: "regions", Package: pkg, Region: region}
 			site, err := r.Place(ctx, req)

@@ -30,7 +30,7 @@ func TestIntegrationConformanceTLS(t *testing.T) {
 	providertest.Run(t, providertest.Harness{
 		Provider:  p,
 		Remote:    "conf-tls",
-		Package:   testPackage(env.Docker.Image),
+		Package:   providertest.ContainerPackage(env.Docker.Image),
 		LogMarker: logMarker,
 		Timeout:   time.Minute,
 	})

@@ -109,7 +109,7 @@ func TestIntegrationTunnel(t *testing.T) {
 
 	id := providertest.NewInstanceID()
 	ref := provider.Ref{InstanceID: id, Remote: remote}
-	if _, err := p.Deploy(ctx, provider.DeployRequest{InstanceID: id, Remote: remote, Package: testPackage(env.Docker.Image)(t)}); err != nil {
+	if _, err := p.Deploy(ctx, provider.DeployRequest{InstanceID: id, Remote: remote, Package: providertest.ContainerPackage(env.Docker.Image)(t)}); err != nil {
 		t.Fatal(err)
 	}
 	var st provider.Status

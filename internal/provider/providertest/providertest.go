@@ -448,3 +448,26 @@ func (s *suite) establishTunnel(t *testing.T) {
 		t.Fatalf("EstablishTunnel on a provider without tunnels: err = %v, want ErrUnsupported", err)
 	}
 }
+
+// EchoPackage is a package in dir whose container source is image, an HTTP
+// server on 8080 answering / (the test environment's test image).
+func EchoPackage(dir, image string) *blueprint.Package {
+	return &blueprint.Package{
+		Dir: dir, File: dir + "/blueprint.toml",
+		Manifest: blueprint.Manifest{
+			Name:      "httpecho",
+			Version:   "0.1.0",
+			Sources:   []blueprint.Source{{Kind: blueprint.SourceContainer, Image: image}},
+			Resources: blueprint.Resources{CPU: "500m", Memory: "64Mi"},
+			Ports:     []blueprint.Port{{Name: "http", Port: 8080, Protocol: "tcp"}},
+			Env:       map[string]string{"GREETING": "hello"},
+			Health:    &blueprint.Health{HTTP: "/"},
+		},
+	}
+}
+
+// ContainerPackage is EchoPackage as a Harness.Package: a fresh directory
+// per instance.
+func ContainerPackage(image string) func(t *testing.T) *blueprint.Package {
+	return func(t *testing.T) *blueprint.Package { return EchoPackage(t.TempDir(), image) }
+}

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bpm-project/bpm/internal/blueprint"
 	"github.com/bpm-project/bpm/internal/provider"
 	"github.com/bpm-project/bpm/internal/provider/providertest"
 	"github.com/bpm-project/bpm/internal/testenv"
@@ -61,33 +60,13 @@ func newDockerTestProvider(t *testing.T, cfg *Config) *Provider {
 	return p
 }
 
-// containerPackage is a blueprint whose container source is the test
-// image (an HTTP server on 8080 that prints "listening on :8080").
-func containerPackage(image string) func(t *testing.T) *blueprint.Package {
-	return func(t *testing.T) *blueprint.Package {
-		dir := t.TempDir()
-		return &blueprint.Package{
-			Dir: dir, File: dir + "/blueprint.toml",
-			Manifest: blueprint.Manifest{
-				Name:      "httpecho",
-				Version:   "0.1.0",
-				Sources:   []blueprint.Source{{Kind: blueprint.SourceContainer, Image: image}},
-				Resources: blueprint.Resources{CPU: "500m", Memory: "64Mi"},
-				Ports:     []blueprint.Port{{Name: "http", Port: 8080, Protocol: "tcp"}},
-				Env:       map[string]string{"GREETING": "hello"},
-				Health:    &blueprint.Health{HTTP: "/"},
-			},
-		}
-	}
-}
-
 func TestIntegrationConformanceDocker(t *testing.T) {
 	env := testenv.Require(t, "ssh", "docker")
 	p := newDockerTestProvider(t, dockerTestConfig(env, env.SSH.DockerHost))
 	providertest.Run(t, providertest.Harness{
 		Provider:  p,
 		Remote:    p.opts.Remote,
-		Package:   containerPackage(env.Docker.Image),
+		Package:   providertest.ContainerPackage(env.Docker.Image),
 		LogMarker: "listening on :8080",
 		// The container's address is on ssh1's private Docker network:
 		// reached from ssh1, through the SSH connection.
@@ -118,7 +97,7 @@ func TestIntegrationDockerPlacement(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	pkg := containerPackage(env.Docker.Image)(t)
+	pkg := providertest.ContainerPackage(env.Docker.Image)(t)
 	req := provider.DeployRequest{InstanceID: providertest.NewInstanceID(), Remote: p.opts.Remote, Package: pkg, Env: map[string]string{"SECRET": "s3cret"}}
 	h, err := p.Deploy(ctx, req)
 	if err != nil {
@@ -188,7 +167,7 @@ func TestIntegrationDockerSharedEngine(t *testing.T) {
 	p := newDockerTestProvider(t, dockerTestConfig(env, hosts...))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	pkg := containerPackage(env.Docker.Image)(t)
+	pkg := providertest.ContainerPackage(env.Docker.Image)(t)
 	req := provider.DeployRequest{InstanceID: providertest.NewInstanceID(), Remote: p.opts.Remote, Package: pkg}
 	h, err := p.Deploy(ctx, req)
 	if err != nil {
