@@ -236,19 +236,17 @@ const startingInterval = 250 * time.Millisecond
 // checkStarting refreshes the instances still starting. It reads the
 // in-memory instance table, so it costs nothing while none is.
 func (m *Manager) checkStarting(ctx context.Context) {
-	for _, in := range m.cache.matching(state.Filter{}) {
-		if in.State != provider.StateCreating || len(in.Handle) == 0 || time.Since(in.CreatedAt) > m.startGrace {
-			continue
-		}
-		p, err := m.providerFor(ctx, in.Remote)
-		if err != nil {
-			continue
-		}
-		unlock := m.lockInstance(in.ID)
-		cur, err := m.store.GetInstance(ctx, in.ID)
+	starting := m.cache.ids(func(in state.Instance) bool {
+		return in.State == provider.StateCreating && len(in.Handle) > 0 && time.Since(in.CreatedAt) <= m.startGrace
+	})
+	for _, id := range starting {
+		unlock := m.lockInstance(id)
+		cur, err := m.store.GetInstance(ctx, id)
 		if err == nil && cur.State == provider.StateCreating {
-			if _, err := m.refresh(ctx, p, cur); err != nil {
-				m.log.Debug("starting: status", "instance", in.ID, "err", err)
+			if p, perr := m.providerFor(ctx, cur.Remote); perr == nil {
+				if _, err := m.refresh(ctx, p, cur); err != nil {
+					m.log.Debug("starting: status", "instance", id, "err", err)
+				}
 			}
 		}
 		unlock()

@@ -506,11 +506,14 @@ func (m *Manager) syncRemoteBridges(ctx context.Context) {
 	if m.runningHub() == nil {
 		return
 	}
-	for _, in := range m.cache.matching(state.Filter{}) {
-		if in.Remote == LocalRemote || !bridgeable(in) {
-			continue
+	missing := m.cache.ids(func(in state.Instance) bool { return in.Remote != LocalRemote && bridgeable(in) })
+	for _, id := range missing {
+		m.bridges.mu.Lock()
+		_, has := m.bridges.m[id]
+		m.bridges.mu.Unlock()
+		if !has { // the usual case costs one map lookup, not a lock and a read
+			m.syncRemoteBridge(ctx, id)
 		}
-		m.syncRemoteBridge(ctx, in.ID)
 	}
 }
 
