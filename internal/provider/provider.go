@@ -119,10 +119,10 @@ type CostEstimate struct {
 
 // TunnelSpec is everything a remote's gateway needs to dial the hub: what
 // `bpm gateway` reads from its BPM_GATEWAY_* variables. GatewayPrivateKey
-// is a secret: a provider hands it to the gateway only through the
-// platform's own secret object (a Kubernetes Secret, a 0600 file over
-// SFTP, a Docker env file), never on a command line or in a label, and
-// never logs it.
+// is a secret: a provider hands it to the gateway only through what the
+// platform keeps for it (a Kubernetes Secret, a 0600 file over SFTP, the
+// container's env on a Docker engine, readable by whoever can drive that
+// engine), never on a command line or in a label, and never logs it.
 type TunnelSpec struct {
 	Remote string
 	// Site is the gateway's site for a Sited provider ("" for the remote's

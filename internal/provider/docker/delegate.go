@@ -103,15 +103,3 @@ func (p *Provider) RemoveGateway(ctx context.Context) error {
 	}
 	return nil
 }
-
-// EngineID is the engine's own ID (the ID of GET /info). Two hosts that
-// reach one engine — its socket on a filesystem they share, or one machine
-// listed under two names — report the same ID, so an embedding provider
-// lists that engine's containers once instead of once per host.
-func (p *Provider) EngineID(ctx context.Context) (string, error) {
-	var out struct{ ID string }
-	if err := p.cli.call(ctx, http.MethodGet, "/info", nil, nil, &out); err != nil {
-		return "", p.wrap("info", err)
-	}
-	return out.ID, nil
-}

@@ -333,8 +333,8 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 
 	// Already there (a retry after a crash or a lost answer): start it.
 	if c, err := p.cli.containerInspect(ctx, name); err == nil {
-		if c.Config.Labels[labelInstance] != req.InstanceID {
-			return nil, fmt.Errorf("docker: deploy %s: a container of that name exists and bpm does not own it: %w", name, provider.ErrExists)
+		if c.Config.Labels[labelInstance] != req.InstanceID || c.Config.Labels[labelRemote] != p.remote {
+			return nil, fmt.Errorf("docker: deploy %s: a container of that name exists and this remote does not own it: %w", name, provider.ErrExists)
 		}
 		if err := p.cli.containerStart(ctx, name); err != nil {
 			return nil, p.wrap("start "+name, err)

@@ -52,7 +52,6 @@ func newRegionalProvider(remote string, c *Config, opts Options, check func(ctx 
 	r.order = append([]string{c.Regions.Primary}, c.Regions.Replicas...)
 	for _, name := range r.order {
 		rc := *c
-		rc.Endpoint = c.Endpoint
 		if ep := c.Regions.Endpoints[name]; ep != "" {
 			rc.Endpoint = ep
 		}

@@ -49,7 +49,7 @@
 // unix socket (runtime.docker_socket), so the engine listens on no TCP port
 // and bpm has one Engine API client. Containers publish nothing; their
 // addresses are on the host's private Docker network, which health checks
-// and DialInstance reach from the host's side through the SSH connection.
+// reach from the host's side through the SSH connection.
 // This package adds what spreading a remote over several engines needs:
 // placement, the handle naming the host ({"host":…,"docker":<the docker
 // provider's handle>}), finding an instance on the hosts when the handle is

@@ -218,18 +218,6 @@ func (p *Provider) containerStatus(ctx context.Context, ref provider.Ref) (provi
 	return st, nil
 }
 
-func (p *Provider) dialContainer(ctx context.Context, ref provider.Ref, target string) (net.Conn, error) {
-	addr, _, _, err := p.locate(ctx, ref)
-	if err != nil {
-		return nil, fmt.Errorf("ssh: dial: %w", err)
-	}
-	c, err := p.pool.get(ctx, addr)
-	if err != nil {
-		return nil, fmt.Errorf("ssh: dial: %w", err)
-	}
-	return c.dial(ctx, "tcp", target)
-}
-
 // terminateContainer removes the instance's container from whichever host
 // holds it. Gone from every host is success; not found while a host is
 // unreachable is an error, since the container may be there.

@@ -62,11 +62,11 @@ func (p *Provider) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 	if err := checkID(req.InstanceID); err != nil {
 		return nil, fmt.Errorf("ssh: deploy: %w", err)
 	}
-	if req.Package != nil && req.Package.Manifest.WantsVM() {
-		// Refused before a host is chosen, not run with less than asked:
-		// both runtimes share the host's kernel.
-		return nil, fmt.Errorf("ssh: deploy %s: the manifest's isolation = %q cannot be given on an ssh remote (instances are processes or containers on the host): %w",
-			req.InstanceID, req.Package.Manifest.Isolation, provider.ErrUnsupported)
+	if req.Package != nil {
+		// Refused before a host is chosen, not run with less than asked.
+		if err := p.Accepts(req.Package); err != nil {
+			return nil, fmt.Errorf("ssh: deploy %s: %w", req.InstanceID, err)
+		}
 	}
 	unlock := p.lock(req.InstanceID)
 	defer unlock()
@@ -596,19 +596,6 @@ func (c *hostConn) get(ctx context.Context, addr, p string) (int, error) {
 	}
 	resp.Body.Close()
 	return resp.StatusCode, nil
-}
-
-// DialInstance connects to addr (an instance's Status.Address, a loopback
-// address on its host) through the SSH connection of the host ref names.
-func (p *Provider) DialInstance(ctx context.Context, ref provider.Ref, addr string) (net.Conn, error) {
-	if p.dockerRuntime() {
-		return p.dialContainer(ctx, ref, addr)
-	}
-	c, _, _, err := p.find(ctx, ref)
-	if err != nil {
-		return nil, fmt.Errorf("ssh: dial: %w", err)
-	}
-	return c.dial(ctx, "tcp", addr)
 }
 
 // Terminate stops the instance's supervisor, which stops the service's

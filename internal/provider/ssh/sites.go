@@ -65,9 +65,10 @@ func (p *Provider) Place(ctx context.Context, req provider.DeployRequest) (strin
 	if err := checkID(req.InstanceID); err != nil {
 		return "", fmt.Errorf("ssh: place: %w", err)
 	}
-	if req.Package != nil && req.Package.Manifest.WantsVM() {
-		return "", fmt.Errorf("ssh: place %s: the manifest's isolation = %q cannot be given on an ssh remote (instances are processes or containers on the host): %w",
-			req.InstanceID, req.Package.Manifest.Isolation, provider.ErrUnsupported)
+	if req.Package != nil {
+		if err := p.Accepts(req.Package); err != nil {
+			return "", fmt.Errorf("ssh: place %s: %w", req.InstanceID, err)
+		}
 	}
 	addr, release, err := p.place(ctx, req.InstanceID)
 	if err != nil {
@@ -90,7 +91,7 @@ func (p *Provider) Place(ctx context.Context, req provider.DeployRequest) (strin
 // share the host's kernel). Which source runs is decided per host.
 func (p *Provider) Accepts(pkg *blueprint.Package) error {
 	if pkg.Manifest.WantsVM() {
-		return fmt.Errorf("ssh: the manifest's isolation = %q cannot be given on an ssh remote (instances are processes or containers on the host): %w",
+		return fmt.Errorf("the manifest's isolation = %q cannot be given on an ssh remote (instances are processes or containers on the host): %w",
 			pkg.Manifest.Isolation, provider.ErrUnsupported)
 	}
 	return nil
