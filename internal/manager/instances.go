@@ -78,11 +78,11 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 	unlock := m.lockInstance(id)
 	defer unlock()
 
-	// Service ids are unique among live instances of one blueprint: the
-	// registry and the auth proxy route by them. Choosing and recording the
+	// Service ids are unique among all live instances: the registry and
+	// the auth proxy route by them, and API keys belong to them. Choosing and recording the
 	// id happens under one lock so two deploys cannot pick the same one.
 	m.mu.Lock()
-	sid, err := m.pickServiceID(ctx, bid, req.ServiceID)
+	sid, err := m.pickServiceID(ctx, req.ServiceID)
 	if err != nil {
 		m.mu.Unlock()
 		return api.Instance{}, err
@@ -133,11 +133,7 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 		}
 		if err != nil {
 			log.Warn("deploy failed: placement", "err", err)
-			msg := err.Error()
-			st := provider.StateFailed
-			if _, uerr := m.update(dctx, inst.ID, state.Update{State: &st, Message: &msg}); uerr != nil {
-				log.Error("record failed deploy", "err", uerr)
-			}
+			m.setState(dctx, inst.ID, provider.StateFailed, err.Error())
 			return api.Instance{}, fmt.Errorf("deploy %s: %w", inst.ID, err)
 		}
 		preq.Site, inst.Site = site, site
@@ -161,11 +157,7 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 		}
 		if err != nil {
 			log.Warn("deploy failed: tunnel", "err", err)
-			msg := err.Error()
-			st := provider.StateFailed
-			if _, uerr := m.update(dctx, inst.ID, state.Update{State: &st, Message: &msg}); uerr != nil {
-				log.Error("record failed deploy", "err", uerr)
-			}
+			m.setState(dctx, inst.ID, provider.StateFailed, err.Error())
 			return api.Instance{}, fmt.Errorf("deploy %s: %w", inst.ID, err)
 		}
 		crashpoint.Hit("deploy/after-tunnel")
@@ -206,11 +198,7 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 	if err != nil {
 		m.stopBridge(dctx, inst.ID, false)
 		log.Warn("deploy failed", "err", err)
-		msg := err.Error()
-		st := provider.StateFailed
-		if _, uerr := m.update(dctx, inst.ID, state.Update{State: &st, Message: &msg}); uerr != nil {
-			log.Error("record failed deploy", "err", uerr)
-		}
+		m.setState(dctx, inst.ID, provider.StateFailed, err.Error())
 		return api.Instance{}, fmt.Errorf("deploy %s: %w", inst.ID, err)
 	}
 	crashpoint.Hit("deploy/after-provider")
@@ -233,7 +221,7 @@ func (m *Manager) Deploy(ctx context.Context, req api.DeployRequest) (api.Instan
 
 // pickServiceID returns want when it is free, or the smallest free id ≥ 1
 // (0 is the SDK's registration mode) when want is nil. Callers hold m.mu.
-func (m *Manager) pickServiceID(ctx context.Context, bid uint64, want *uint64) (uint64, error) {
+func (m *Manager) pickServiceID(ctx context.Context, want *uint64) (uint64, error) {
 	live, err := m.store.ListInstances(ctx, state.Filter{})
 	if err != nil {
 		return 0, fmt.Errorf("deploy: list instances: %w", err)

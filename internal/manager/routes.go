@@ -83,10 +83,10 @@ func routeFor(in state.Instance) *registry.Record {
 }
 
 // syncRoute records (or updates) the instance's route. A record held by
-// another live instance is left alone: service ids are unique among live
-// instances of one blueprint only, and the registry is keyed by service id,
-// so two blueprints deployed with the same id collide here; the first one
-// keeps the route and the second gets an event saying why it has none.
+// another live instance is left alone: deploys pick service ids unique
+// among live instances, but a service may register through a bridge under
+// an id bpm did not deploy; the first holder keeps the route and the other
+// gets an event saying why it has none.
 // A record left by a terminated, failed or unknown instance is taken over.
 func (m *Manager) syncRoute(ctx context.Context, in state.Instance) {
 	// A failed instance answers nothing; the next deploy of its service id
