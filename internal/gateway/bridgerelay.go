@@ -111,26 +111,26 @@ var (
 
 // WriteRelayPreamble sends the preamble naming instance id with proof (see
 // relayProof; the token itself never goes on the wire).
-func WriteRelayPreamble(w io.Writer, id, token string) error {
+func WriteRelayPreamble(w io.Writer, id, proof string) error {
 	if len(id) == 0 || len(id) > 255 {
 		return fmt.Errorf("%w: instance id must be 1 to 255 bytes", errRelayPreamble)
 	}
-	if len(token) == 0 || len(token) > 255 {
-		return fmt.Errorf("%w: token must be 1 to 255 bytes", errRelayPreamble)
+	if len(proof) == 0 || len(proof) > 255 {
+		return fmt.Errorf("%w: proof must be 1 to 255 bytes", errRelayPreamble)
 	}
-	b := make([]byte, 0, 7+len(id)+len(token))
+	b := make([]byte, 0, 7+len(id)+len(proof))
 	b = append(b, relayPreambleMagic...)
 	b = append(b, relayPreambleVersion, byte(len(id)))
 	b = append(b, id...)
-	b = append(b, byte(len(token)))
-	b = append(b, token...)
+	b = append(b, byte(len(proof)))
+	b = append(b, proof...)
 	_, err := w.Write(b)
 	return err
 }
 
 // ReadRelayPreamble reads a preamble, consuming exactly its bytes. Errors
-// wrap errRelayPreamble and never quote the token.
-func ReadRelayPreamble(r io.Reader) (id, token string, err error) {
+// wrap errRelayPreamble and never quote the proof.
+func ReadRelayPreamble(r io.Reader) (id, proof string, err error) {
 	var h [6]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return "", "", fmt.Errorf("%w: read header: %w", errRelayPreamble, err)
@@ -151,11 +151,11 @@ func ReadRelayPreamble(r io.Reader) (id, token string, err error) {
 	id = string(b[:h[5]])
 	n := b[h[5]]
 	if n == 0 {
-		return "", "", fmt.Errorf("%w: empty token", errRelayPreamble)
+		return "", "", fmt.Errorf("%w: empty proof", errRelayPreamble)
 	}
 	t := make([]byte, n)
 	if _, err := io.ReadFull(r, t); err != nil {
-		return "", "", fmt.Errorf("%w: read token: %w", errRelayPreamble, err)
+		return "", "", fmt.Errorf("%w: read proof: %w", errRelayPreamble, err)
 	}
 	return id, string(t), nil
 }
@@ -174,8 +174,9 @@ func readRelayStatus(r io.Reader) error {
 	return fmt.Errorf("%w: %w", ErrRelayRefused, err)
 }
 
-// tokenDigest is what the gateway keeps of a token, and the key of the
-// proofs: the gateway never holds the token itself.
+// tokenDigest is what the gateway keeps of a token and the key of the
+// proofs: it never holds the token itself, though the digest is as good as
+// the token to whoever holds it, so it stays in memory only.
 func tokenDigest(token string) [sha256.Size]byte { return sha256.Sum256([]byte(token)) }
 
 // relayProof is what a relay client sends instead of its token: an

@@ -10,6 +10,7 @@ import (
 
 	"github.com/bpm-project/bpm/internal/gateway"
 	"github.com/bpm-project/bpm/internal/ociimage"
+	"github.com/bpm-project/bpm/internal/testenv"
 	"github.com/bpm-project/bpm/internal/version"
 )
 
@@ -63,13 +64,7 @@ func TestCheckStaticMatchesBuild(t *testing.T) {
 // TestIntegrationImageDockerLoad builds a static bpm, writes its gateway
 // image and loads it into the test environment's dockerd.
 func TestIntegrationImageDockerLoad(t *testing.T) {
-	host := os.Getenv("BPM_TEST_DOCKER_HOST")
-	if host == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("BPM_TEST_DOCKER_HOST not set in CI (start the test environment: scripts/testenv)")
-		}
-		t.Skip("BPM_TEST_DOCKER_HOST not set; start the test environment (scripts/testenv) to run this")
-	}
+	host := testenv.Require(t, "docker").Docker.Host
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "bpm")
 	build := exec.Command("go", "build", "-o", bin, "github.com/bpm-project/bpm/cmd/bpm")

@@ -152,9 +152,11 @@ func (r *regional) Deploy(ctx context.Context, req provider.DeployRequest) (prov
 	if !ok {
 		return nil, fmt.Errorf("docker: deploy %s: region %q is not configured", req.InstanceID, region)
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	if limit := maxInstances(r.cfg); limit > 0 {
+		// The count and the deploy it admits, across regions; without a
+		// cap, deploys to different regions do not wait for each other.
+		r.mu.Lock()
+		defer r.mu.Unlock()
 		owned, err := r.ListOwned(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("docker: deploy %s: count instances: %w", req.InstanceID, err)
