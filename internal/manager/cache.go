@@ -100,6 +100,10 @@ func (m *Manager) update(ctx context.Context, id string, u state.Update) (state.
 		return out, err
 	}
 	m.cache.put(out)
-	m.meterObserve(ctx, out) // cost: open or close its running interval (cost.go)
+	if u.State != nil {
+		// cost: open or close its running interval (cost.go). Only a state
+		// can start or end one; a handle, address or message cannot.
+		m.meterObserve(ctx, out)
+	}
 	return out, nil
 }

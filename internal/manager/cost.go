@@ -135,6 +135,14 @@ func (m *Manager) setCostRate(id string, hourly float64) {
 	m.cost.mu.Unlock()
 }
 
+// dropCostRate forgets a terminated instance's rate, so the table holds
+// live instances only.
+func (m *Manager) dropCostRate(id string) {
+	m.cost.mu.Lock()
+	delete(m.cost.rates, id)
+	m.cost.mu.Unlock()
+}
+
 // costRate is an instance's hourly rate: the one priced at deploy, else
 // the one its last interval ran at, else priced again from its package.
 func (m *Manager) costRate(ctx context.Context, in state.Instance) float64 {

@@ -346,6 +346,7 @@ func (m *Manager) finishTerminate(ctx context.Context, inst state.Instance) (sta
 		return state.Instance{}, err
 	}
 	m.unschedule(inst.ID)
+	m.dropCostRate(inst.ID)
 	// The bridge's shutdown deletes the record its service registered;
 	// dropRoutes then removes any the manager wrote.
 	m.stopBridge(ctx, inst.ID, false)
