@@ -188,12 +188,13 @@ func (ks *KeyStore) Authenticate(key string, now time.Time) (*KeyInfo, error) {
 	ks.mu.RLock()
 	ki, ok := ks.keys[id]
 	ks.mu.RUnlock()
+	// Hashed before the lookup's answer matters, once, so a miss costs
+	// what a hit costs.
+	h := hashKey(key)
 	if !ok {
-		// Hash anyway so a miss costs what a hit costs.
-		subtle.ConstantTimeCompare([]byte(hashKey(key)), []byte(hashKey(key)))
 		return nil, ErrKeyInvalid
 	}
-	if subtle.ConstantTimeCompare([]byte(hashKey(key)), []byte(ki.Hash)) != 1 {
+	if subtle.ConstantTimeCompare([]byte(h), []byte(ki.Hash)) != 1 {
 		return nil, ErrKeyInvalid
 	}
 	if err := ki.usable(now); err != nil {
