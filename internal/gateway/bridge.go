@@ -45,13 +45,12 @@ type PortReply struct {
 // bridgeEndpoint is one running endpoint.
 type bridgeEndpoint struct {
 	BridgeEndpoint
-	// token is the SHA-256 of the relay token (when hasToken): the token
+	// token is the SHA-256 of the relay token (when Relay): the token
 	// itself is not kept.
-	token    [32]byte
-	hasToken bool
-	ln       net.Listener
-	unix     *bridge.Unix
-	done     chan struct{}
+	token [32]byte
+	ln    net.Listener
+	unix  *bridge.Unix
+	done  chan struct{}
 }
 
 // bridgeSet holds the endpoints by instance id.
@@ -104,13 +103,13 @@ func (g *Gateway) exposeBridge(e BridgeEndpoint) (BridgeEndpoint, bool, error) {
 	defer g.bridges.mu.Unlock()
 	if cur, ok := g.bridges.m[e.InstanceID]; ok {
 		if cur.Listen == e.Listen {
-			cur.token, cur.hasToken, cur.Relay = token, hasToken, hasToken
+			cur.token, cur.Relay = token, hasToken
 			return cur.BridgeEndpoint, false, nil
 		}
 		cur.close()
 		delete(g.bridges.m, e.InstanceID)
 	}
-	be := &bridgeEndpoint{BridgeEndpoint: e, token: token, hasToken: hasToken, done: make(chan struct{})}
+	be := &bridgeEndpoint{BridgeEndpoint: e, token: token, done: make(chan struct{})}
 	if g.bridges.m == nil {
 		g.bridges.m = map[string]*bridgeEndpoint{}
 	}

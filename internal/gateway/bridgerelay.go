@@ -195,7 +195,7 @@ func (g *Gateway) relayAdmits(id, proof string, nonce []byte) (known, ok bool) {
 	g.bridges.mu.Lock()
 	be, found := g.bridges.m[id]
 	var key [sha256.Size]byte
-	has := found && be.hasToken
+	has := found && be.Relay
 	if has {
 		key = be.token
 	}
